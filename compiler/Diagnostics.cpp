@@ -1,0 +1,114 @@
+#include "Diagnostics.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "SourceFile.h"
+
+namespace cnnc {
+
+void Diagnostics::error(const Location& loc, std::string message) {
+  if (static_cast<int>(errors_.size()) >= kMaxErrors) throw StageFailed();
+  errors_.push_back({loc, std::move(message)});
+  if (static_cast<int>(errors_.size()) == kMaxErrors) {
+    errors_.push_back({loc, fmt::format("too many errors ({}), stopping", kMaxErrors)});
+    throw StageFailed();
+  }
+}
+
+void Diagnostics::fatal(const Location& loc, std::string message) {
+  error(loc, std::move(message));
+  throw StageFailed();
+}
+
+void Diagnostics::checkpoint() const {
+  if (hasErrors()) throw StageFailed();
+}
+
+std::string Diagnostics::render(const Diagnostic& d) const {
+  std::string out = fmt::format("{}:{}:{}: error: {}\n", d.loc.file, d.loc.line, d.loc.col, d.message);
+  if (!source_ || d.loc.line < 1 || d.loc.line > source_->lineCount()) return out;
+
+  // Show the line, cut to a readable width around the caret when it is long.
+  std::string_view line = source_->line(d.loc.line);
+  constexpr size_t kShown = 160;
+  size_t caretByte = 0;
+  for (int cp = 1; caretByte < line.size() && cp < d.loc.col; ++cp) {
+    ++caretByte;
+    while (caretByte < line.size() && (static_cast<unsigned char>(line[caretByte]) & 0xC0) == 0x80)
+      ++caretByte;
+  }
+  size_t begin = caretByte > kShown / 2 ? caretByte - kShown / 2 : 0;
+  // Never start in the middle of a UTF-8 sequence.
+  while (begin > 0 && (static_cast<unsigned char>(line[begin]) & 0xC0) == 0x80) --begin;
+  std::string_view shown = line.substr(begin, kShown);
+  while (!shown.empty() && (static_cast<unsigned char>(shown.back()) & 0xC0) == 0x80 &&
+         begin + shown.size() < line.size())
+    shown.remove_suffix(1);
+  out += begin > 0 ? "..." : "";
+  out += shown;
+  out += "\n";
+
+  // The caret line keeps the tabs of the source so that it lines up.
+  std::string caret = begin > 0 ? "   " : "";
+  std::string_view before = line.substr(begin, caretByte - begin);
+  for (size_t i = 0; i < before.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(before[i]);
+    if ((c & 0xC0) == 0x80) continue;
+    caret += c == '\t' ? '\t' : ' ';
+  }
+  caret += '^';
+  int tildes = std::min(std::max(d.loc.length, 1), 80) - 1;
+  caret.append(static_cast<size_t>(tildes), '~');
+  out += caret + "\n";
+  return out;
+}
+
+std::string Diagnostics::render() const {
+  std::string out;
+  for (const auto& d : errors_) out += render(d);
+  return out;
+}
+
+void internalError(const char* file, int line, const std::string& message) {
+  throw InternalError(fmt::format("{} (at {}:{})", message, file, line));
+}
+
+static size_t editDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                  std::tolower(static_cast<unsigned char>(b[j - 1]));
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string closestMatch(const std::string& word, const std::vector<std::string>& candidates) {
+  if (word.size() > 64) return "";
+  std::string best;
+  size_t bestDistance = 0;
+  for (const auto& candidate : candidates) {
+    size_t d = editDistance(word, candidate);
+    if (best.empty() || d < bestDistance) best = candidate, bestDistance = d;
+  }
+  // A typo changes about one character in three, at least one, at most three.
+  size_t allowed = std::clamp<size_t>(std::max(word.size(), best.size()) / 3, 1, 3);
+  return !best.empty() && bestDistance <= allowed ? best : "";
+}
+
+std::string didYouMean(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string match = closestMatch(word, candidates);
+  return match.empty() ? "" : fmt::format("; did you mean '{}'?", match);
+}
+
+}  // namespace cnnc

@@ -1,0 +1,28 @@
+// add: the elementwise sum of two or more equally shaped layers (residual
+// connections), with an optional fused activation.
+#include <fmt/format.h>
+
+#include "../LayerKinds.h"
+
+namespace cnnc {
+
+static std::optional<Shape> addShape(ShapeContext& ctx) {
+  for (size_t i = 1; i < ctx.inputs.size(); ++i) {
+    if (ctx.inputs[i] != ctx.inputs[0])
+      return ctx.error("from", fmt::format("add '{}': inputs differ in shape: '{}' is {} but '{}' is {}",
+                                           ctx.layer.name, ctx.inputNames[0], ctx.inputs[0].str(),
+                                           ctx.inputNames[i], ctx.inputs[i].str()));
+  }
+  return ctx.input();
+}
+
+static double addFlops(const Layer& layer, const std::vector<Shape>& inputs) {
+  return double(inputs.size() - 1) * double(layer.outputShape.elements());
+}
+
+LayerKindInfo addKind() {
+  return {LayerKind::Add, "add", {activationKey()}, 2, std::numeric_limits<int>::max(), addShape,
+          nullptr, addFlops};
+}
+
+}  // namespace cnnc

@@ -1,0 +1,71 @@
+// conv2d: a 2-D convolution over CxHxW, as torch.nn.Conv2d.
+#include <fmt/format.h>
+
+#include "../LayerKinds.h"
+
+namespace cnnc {
+
+static std::optional<Shape> conv2dShape(ShapeContext& ctx) {
+  if (!ctx.requireImage()) return std::nullopt;
+  Layer& layer = ctx.layer;
+  const Shape& in = ctx.input();
+  int64_t filters = layer.intAttr("filters"), groups = layer.intAttr("groups");
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride");
+  Size2 dilation = layer.sizeAttr("dilation");
+
+  if (in.channels() % groups != 0)
+    return ctx.error("groups", fmt::format("conv2d '{}': groups={} does not divide the {} input "
+                                           "channels of '{}'",
+                                           layer.name, groups, in.channels(), ctx.inputNames[0]));
+  if (filters % groups != 0)
+    return ctx.error("groups", fmt::format("conv2d '{}': groups={} does not divide filters={}",
+                                           layer.name, groups, filters));
+
+  // pad=same keeps ceil(in/stride) pixels with a symmetric pad, which needs
+  // an even dilated kernel extent: an odd kernel.
+  if (std::holds_alternative<std::string>(layer.attr("pad"))) {
+    if (kernel.h % 2 == 0 || kernel.w % 2 == 0)
+      return ctx.error("pad", fmt::format("conv2d '{}': pad=same needs an odd kernel, got kernel={}",
+                                          layer.name, kernel.str()));
+    Size2 same{dilation.h * (kernel.h - 1) / 2, dilation.w * (kernel.w - 1) / 2};
+    for (auto& attribute : layer.attributes)
+      if (attribute.key == "pad") attribute.value = same;
+  }
+  Size2 pad = layer.sizeAttr("pad");
+  auto h = windowOutputSize(ctx, "height", in.height(), kernel.h, stride.h, pad.h, dilation.h);
+  auto w = windowOutputSize(ctx, "width", in.width(), kernel.w, stride.w, pad.w, dilation.w);
+  if (!h || !w) return std::nullopt;
+  return Shape{{filters, *h, *w}};
+}
+
+static std::vector<ParamSpec> conv2dParams(const Layer& layer, const std::vector<Shape>& inputs) {
+  int64_t filters = layer.intAttr("filters");
+  Size2 kernel = layer.sizeAttr("kernel");
+  std::vector<ParamSpec> params = {
+      {"weight", {filters, inputs[0].channels() / layer.intAttr("groups"), kernel.h, kernel.w}}};
+  if (layer.boolAttr("bias")) params.push_back({"bias", {filters}});
+  return params;
+}
+
+static double conv2dFlops(const Layer& layer, const std::vector<Shape>& inputs) {
+  Size2 kernel = layer.sizeAttr("kernel");
+  const Shape& out = layer.outputShape;
+  double perOutput = 2.0 * double(inputs[0].channels() / layer.intAttr("groups")) * kernel.h * kernel.w;
+  return perOutput * double(out.elements());
+}
+
+LayerKindInfo conv2dKind() {
+  KeySpec pad{"pad", ValueType::PadSize, "0", 0};
+  return {LayerKind::Conv2D,
+          "conv2d",
+          {{"filters", ValueType::Int, ""}, sizeKey("kernel", ""), sizeKey("stride", "1"), pad,
+           sizeKey("dilation", "1"), {"groups", ValueType::Int, "1", 1}, biasKey(), activationKey(),
+           initKey()},
+          1,
+          1,
+          conv2dShape,
+          conv2dParams,
+          conv2dFlops};
+}
+
+}  // namespace cnnc

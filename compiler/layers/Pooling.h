@@ -1,0 +1,37 @@
+// The window rule shared by maxpool and avgpool (they differ only in what
+// they compute over the window).
+#pragma once
+
+#include <fmt/format.h>
+
+#include "../LayerKinds.h"
+
+namespace cnnc {
+
+inline std::vector<KeySpec> poolingKeys() {
+  KeySpec stride = sizeKey("stride", "");
+  stride.defaultFromKey = "kernel";
+  return {sizeKey("kernel", ""), stride, sizeKey("pad", "0", 0)};
+}
+
+inline std::optional<Shape> poolingShape(ShapeContext& ctx) {
+  if (!ctx.requireImage()) return std::nullopt;
+  const Layer& layer = ctx.layer;
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride");
+  Size2 pad = layer.sizeAttr("pad");
+  // PyTorch's rule: a window must always hold some real input.
+  if (2 * pad.h > kernel.h || 2 * pad.w > kernel.w)
+    return ctx.error("pad", fmt::format("{} '{}': pad={} is more than half of kernel={}",
+                                        kindName(layer.kind), layer.name, pad.str(), kernel.str()));
+  auto h = windowOutputSize(ctx, "height", ctx.input().height(), kernel.h, stride.h, pad.h, 1);
+  auto w = windowOutputSize(ctx, "width", ctx.input().width(), kernel.w, stride.w, pad.w, 1);
+  if (!h || !w) return std::nullopt;
+  return Shape{{ctx.input().channels(), *h, *w}};
+}
+
+inline double poolingFlops(const Layer& layer, const std::vector<Shape>&) {
+  Size2 kernel = layer.sizeAttr("kernel");
+  return double(layer.outputShape.elements()) * double(kernel.h * kernel.w);
+}
+
+}  // namespace cnnc
