@@ -23,12 +23,14 @@ struct KeyValue {
   ValueNode value;
 };
 
-enum class StatementKind { Network, Input, Layer, Train };
+// Unknown: a word that is neither a statement nor a layer kind (reported by
+// the parser; sema keeps only its name).
+enum class StatementKind { Network, Input, Layer, Train, Unknown };
 
 struct Statement {
   StatementKind kind;
-  Token keyword;             // `network`, `input`, `train`, or the layer kind
-  std::optional<Token> name; // `NAME:` of a layer
+  Token keyword;                  // `network`, `input`, `train`, or the layer kind
+  std::optional<Token> name;      // `NAME:` of a layer
   std::optional<Token> argument;  // the network's name or the input shape
   std::vector<KeyValue> keys;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -28,7 +29,8 @@ void Diagnostics::checkpoint() const {
 }
 
 std::string Diagnostics::render(const Diagnostic& d) const {
-  std::string out = fmt::format("{}:{}:{}: error: {}\n", d.loc.file, d.loc.line, d.loc.col, d.message);
+  std::string out =
+      fmt::format("{}:{}:{}: error: {}\n", d.loc.file, d.loc.line, d.loc.col, d.message);
   if (!source_ || d.loc.line < 1 || d.loc.line > source_->lineCount()) return out;
 
   // Show the line, cut to a readable width around the caret when it is long.
@@ -67,8 +69,13 @@ std::string Diagnostics::render(const Diagnostic& d) const {
 }
 
 std::string Diagnostics::render() const {
+  // In file order: stages report in their own order, readers read top down.
+  std::vector<Diagnostic> sorted = errors_;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Diagnostic& a, const Diagnostic& b) {
+    return std::tie(a.loc.line, a.loc.col) < std::tie(b.loc.line, b.loc.col);
+  });
   std::string out;
-  for (const auto& d : errors_) out += render(d);
+  for (const auto& d : sorted) out += render(d);
   return out;
 }
 
@@ -76,21 +83,25 @@ void internalError(const char* file, int line, const std::string& message) {
   throw InternalError(fmt::format("{} (at {}:{})", message, file, line));
 }
 
+// Edit distance where swapping two neighbours counts as one typo (optimal
+// string alignment), ignoring case: `rleu` is one step from `relu`.
 static size_t editDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  auto same = [&](size_t i, size_t j) {
+    return std::tolower(static_cast<unsigned char>(a[i])) ==
+           std::tolower(static_cast<unsigned char>(b[j]));
+  };
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
     for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
-                  std::tolower(static_cast<unsigned char>(b[j - 1]));
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
-      diagonal = above;
+      d[i][j] = std::min(
+          {d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (same(i - 1, j - 1) ? 0 : 1)});
+      if (i > 1 && j > 1 && same(i - 1, j - 2) && same(i - 2, j - 1))
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
-  return row[b.size()];
+  return d[a.size()][b.size()];
 }
 
 std::string closestMatch(const std::string& word, const std::vector<std::string>& candidates) {

@@ -59,9 +59,9 @@ class InternalError : public std::logic_error {
 
 [[noreturn]] void internalError(const char* file, int line, const std::string& message);
 
-#define CNNC_INTERNAL_ASSERT(cond, message)                                 \
-  do {                                                                      \
-    if (!(cond)) ::cnnc::internalError(__FILE__, __LINE__, (message));     \
+#define CNNC_INTERNAL_ASSERT(cond, message)                            \
+  do {                                                                 \
+    if (!(cond)) ::cnnc::internalError(__FILE__, __LINE__, (message)); \
   } while (0)
 
 // "did you mean ...?": the candidate closest to `word` by edit distance, if

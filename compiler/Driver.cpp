@@ -79,12 +79,14 @@ Options parseArguments(int argc, char** argv) {
     } else if (arg == "--emit") {
       emitGiven = true;
       std::stringstream list(value());
-      static const std::set<std::string> kKnown = {"lib", "header", "trainer", "stmt", "assembly", "ir"};
+      static const std::set<std::string> kKnown = {"lib",  "header",   "trainer",
+                                                   "stmt", "assembly", "ir"};
       for (std::string item; std::getline(list, item, ',');) {
         if (!kKnown.count(item))
-          throw UsageError(fmt::format("unknown --emit item '{}' (expected lib, header, trainer, stmt, "
-                                       "assembly or ir)",
-                                       item));
+          throw UsageError(
+              fmt::format("unknown --emit item '{}' (expected lib, header, trainer, stmt, "
+                          "assembly or ir)",
+                          item));
         options.emit.insert(item);
       }
     } else if (!arg.empty() && arg[0] == '-') {
@@ -98,7 +100,8 @@ Options parseArguments(int argc, char** argv) {
   if (options.input.empty()) throw UsageError("no network file given (see cnnc --help)");
   if (!emitGiven && !options.check) options.emit = {"lib", "header"};
   if (options.check && !options.output.empty()) throw UsageError("check writes no files; drop -o");
-  if (options.check && (options.emit.size() > 1 || (options.emit.size() == 1 && !options.emit.count("ir"))))
+  if (options.check &&
+      (options.emit.size() > 1 || (options.emit.size() == 1 && !options.emit.count("ir"))))
     throw UsageError("check prints only the IR (--emit ir); compile to emit anything else");
   return options;
 }
@@ -125,7 +128,8 @@ void writeAtomically(const std::string& path, const std::string& text) {
 std::string stemOf(const Options& options, const Network& net) {
   if (options.output.empty()) return net.name;
   const std::string& out = options.output;
-  return out.size() > 2 && out.compare(out.size() - 2, 2, ".a") == 0 ? out.substr(0, out.size() - 2) : out;
+  return out.size() > 2 && out.compare(out.size() - 2, 2, ".a") == 0 ? out.substr(0, out.size() - 2)
+                                                                     : out;
 }
 
 int run(const Options& options) {
@@ -133,7 +137,9 @@ int run(const Options& options) {
   StageLog log = nullptr;
   if (options.verbose) {
     log = [start](const std::string& stage, const std::string& detail) {
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
       std::cerr << fmt::format("cnnc: [{:8.2f} ms] {}: {}\n", ms, stage, detail);
     };
   }
@@ -159,9 +165,10 @@ int run(const Options& options) {
   std::set<std::string> codegen = options.emit;
   codegen.erase("ir");
   if (!codegen.empty())
-    throw UsageError(fmt::format("this version of cnnc checks networks and prints their IR; code "
-                                 "generation (--emit {}) is not available yet",
-                                 *codegen.begin()));
+    throw UsageError(
+        fmt::format("this version of cnnc checks networks and prints their IR; code "
+                    "generation (--emit {}) is not available yet",
+                    *codegen.begin()));
   return kExitSuccess;
 }
 
@@ -185,12 +192,14 @@ int main(int argc, char** argv) {
     std::cerr << "cnnc: error: " << e.what() << "\n";
     return kExitUserError;
   } catch (const InternalError& e) {
-    std::cerr << "cnnc: internal error: " << e.what()
-              << "\nThis is a bug in cnnc. Please report it with the .net file and the command line.\n";
+    std::cerr
+        << "cnnc: internal error: " << e.what()
+        << "\nThis is a bug in cnnc. Please report it with the .net file and the command line.\n";
     return kExitInternalError;
   } catch (const std::exception& e) {
-    std::cerr << "cnnc: internal error: unexpected exception: " << e.what()
-              << "\nThis is a bug in cnnc. Please report it with the .net file and the command line.\n";
+    std::cerr
+        << "cnnc: internal error: unexpected exception: " << e.what()
+        << "\nThis is a bug in cnnc. Please report it with the .net file and the command line.\n";
     return kExitInternalError;
   }
 }

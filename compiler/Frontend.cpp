@@ -8,7 +8,8 @@
 
 namespace cnnc {
 
-std::optional<Network> analyzeSource(const SourceFile& source, Diagnostics& diags, const StageLog& log) {
+std::optional<Network> analyzeSource(const SourceFile& source, Diagnostics& diags,
+                                     const StageLog& log) {
   auto note = [&](const char* stage, const std::string& detail) {
     if (log) log(stage, detail);
   };

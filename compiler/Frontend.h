@@ -22,7 +22,8 @@ std::optional<Network> analyzeSource(const SourceFile& source, Diagnostics& diag
 // Reads, validates and analyzes a .net file. On failure returns nullopt with
 // the reasons in `diags`, whose source is set to the file for rendering.
 std::optional<Network> analyzeFile(const std::string& path, Diagnostics& diags,
-                                   std::optional<SourceFile>& source, const StageLog& log = nullptr);
+                                   std::optional<SourceFile>& source,
+                                   const StageLog& log = nullptr);
 
 // The same from text in memory (tests, fuzzing, the IR round trip).
 std::optional<Network> analyzeText(const std::string& name, const std::string& text,

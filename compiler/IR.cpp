@@ -12,9 +12,13 @@ int64_t Shape::elements() const {
   return n;
 }
 
-std::string Shape::str() const { return fmt::format("{}", fmt::join(dims, "x")); }
+std::string Shape::str() const {
+  return fmt::format("{}", fmt::join(dims, "x"));
+}
 
-std::string Size2::str() const { return h == w ? fmt::format("{}", h) : fmt::format("{}x{}", h, w); }
+std::string Size2::str() const {
+  return h == w ? fmt::format("{}", h) : fmt::format("{}x{}", h, w);
+}
 
 std::string valueToString(const Value& v) {
   struct Printer {
@@ -47,18 +51,29 @@ static const Value& findAttribute(const std::vector<Attribute>& attributes, cons
 template <typename T>
 static const T& typed(const Value& v, const std::string& key) {
   const T* value = std::get_if<T>(&v);
-  if (!value) internalError(__FILE__, __LINE__, fmt::format("attribute '{}' has another type", key));
+  if (!value)
+    internalError(__FILE__, __LINE__, fmt::format("attribute '{}' has another type", key));
   return *value;
 }
 
-const Value& Layer::attr(const std::string& key) const { return findAttribute(attributes, key, name); }
-int64_t Layer::intAttr(const std::string& key) const { return typed<int64_t>(attr(key), key); }
-double Layer::floatAttr(const std::string& key) const { return typed<double>(attr(key), key); }
-bool Layer::boolAttr(const std::string& key) const { return typed<bool>(attr(key), key); }
+const Value& Layer::attr(const std::string& key) const {
+  return findAttribute(attributes, key, name);
+}
+int64_t Layer::intAttr(const std::string& key) const {
+  return typed<int64_t>(attr(key), key);
+}
+double Layer::floatAttr(const std::string& key) const {
+  return typed<double>(attr(key), key);
+}
+bool Layer::boolAttr(const std::string& key) const {
+  return typed<bool>(attr(key), key);
+}
 const std::string& Layer::identAttr(const std::string& key) const {
   return typed<std::string>(attr(key), key);
 }
-Size2 Layer::sizeAttr(const std::string& key) const { return typed<Size2>(attr(key), key); }
+Size2 Layer::sizeAttr(const std::string& key) const {
+  return typed<Size2>(attr(key), key);
+}
 
 int64_t Layer::paramCount() const {
   int64_t n = 0;
@@ -75,9 +90,15 @@ bool TrainSettings::has(const std::string& key) const {
 const Value& TrainSettings::attr(const std::string& key) const {
   return findAttribute(attributes, key, "train");
 }
-double TrainSettings::floatAttr(const std::string& key) const { return typed<double>(attr(key), key); }
-int64_t TrainSettings::intAttr(const std::string& key) const { return typed<int64_t>(attr(key), key); }
-bool TrainSettings::boolAttr(const std::string& key) const { return typed<bool>(attr(key), key); }
+double TrainSettings::floatAttr(const std::string& key) const {
+  return typed<double>(attr(key), key);
+}
+int64_t TrainSettings::intAttr(const std::string& key) const {
+  return typed<int64_t>(attr(key), key);
+}
+bool TrainSettings::boolAttr(const std::string& key) const {
+  return typed<bool>(attr(key), key);
+}
 const std::string& TrainSettings::identAttr(const std::string& key) const {
   return typed<std::string>(attr(key), key);
 }

@@ -71,9 +71,9 @@ struct Attribute {
 // A learnable tensor or persistent buffer of a layer, named and laid out as
 // PyTorch names and lays it out (`conv1.weight` is [K, C/groups, kh, kw]).
 struct ParamSpec {
-  std::string name;             // "weight", "bias", "running_mean", ...
-  std::vector<int64_t> shape;   // PyTorch layout
-  bool trainable = true;        // false for batchnorm running statistics
+  std::string name;            // "weight", "bias", "running_mean", ...
+  std::vector<int64_t> shape;  // PyTorch layout
+  bool trainable = true;       // false for batchnorm running statistics
   int64_t elements() const;
 };
 
@@ -83,8 +83,8 @@ struct Layer {
   std::string name;
   LayerKind kind = LayerKind::ReLU;
   Location loc;
-  std::vector<int> inputs;             // earlier layer indices, or kInputIndex
-  std::vector<Attribute> attributes;   // every key of the kind, defaults filled
+  std::vector<int> inputs;            // earlier layer indices, or kInputIndex
+  std::vector<Attribute> attributes;  // every key of the kind, defaults filled
   Shape outputShape;
   std::vector<ParamSpec> params;
 
@@ -96,8 +96,8 @@ struct Layer {
   const std::string& identAttr(const std::string& key) const;
   Size2 sizeAttr(const std::string& key) const;
 
-  int64_t paramCount() const;    // trainable elements, as PyTorch's parameters()
-  double forwardFlops = 0;       // per example
+  int64_t paramCount() const;  // trainable elements, as PyTorch's parameters()
+  double forwardFlops = 0;     // per example
 };
 
 struct TrainSettings {

@@ -8,9 +8,9 @@ namespace cnnc {
 
 const std::vector<LayerKindInfo>& layerKinds() {
   static const std::vector<LayerKindInfo> kinds = {
-      conv2dKind(),  maxPoolKind(), avgPoolKind(),   globalAvgPoolKind(), flattenKind(),
-      denseKind(),   batchNormKind(), dropoutKind(), addKind(),           concatKind(),
-      reluKind(),    sigmoidKind(), tanhKind(),      softmaxKind(),       leakyReluKind(),
+      conv2dKind(), maxPoolKind(),   avgPoolKind(), globalAvgPoolKind(), flattenKind(),
+      denseKind(),  batchNormKind(), dropoutKind(), addKind(),           concatKind(),
+      reluKind(),   sigmoidKind(),   tanhKind(),    softmaxKind(),       leakyReluKind(),
   };
   return kinds;
 }
@@ -27,7 +27,9 @@ const LayerKindInfo* findKind(const std::string& name) {
   return nullptr;
 }
 
-const char* kindName(LayerKind kind) { return kindInfo(kind).name.c_str(); }
+const char* kindName(LayerKind kind) {
+  return kindInfo(kind).name.c_str();
+}
 
 KeySpec activationKey() {
   KeySpec key{"activation", ValueType::Enum, "none"};
@@ -41,7 +43,9 @@ KeySpec initKey() {
   return key;
 }
 
-KeySpec biasKey() { return {"bias", ValueType::Bool, "true"}; }
+KeySpec biasKey() {
+  return {"bias", ValueType::Bool, "true"};
+}
 
 KeySpec sizeKey(const std::string& name, const std::string& defaultText, double min) {
   KeySpec key{name, ValueType::Size, defaultText};

@@ -24,8 +24,8 @@ std::string layerTable(const Network& net) {
     shapeWidth = std::max(shapeWidth, layer.outputShape.str().size());
   }
   std::string out = fmt::format("network {}, input {}\n\n", net.name, net.inputShape.str());
-  out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {:>13}  {:>12}\n", "layer", nameWidth, "kind", kindWidth,
-                     "output", shapeWidth, "parameters", "MFLOPs");
+  out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {:>13}  {:>12}\n", "layer", nameWidth, "kind",
+                     kindWidth, "output", shapeWidth, "parameters", "MFLOPs");
   for (const Layer& layer : net.layers) {
     out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {:>13}  {:>12.3f}\n", layer.name, nameWidth,
                        kindName(layer.kind), kindWidth, layer.outputShape.str(), shapeWidth,

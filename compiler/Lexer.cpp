@@ -11,23 +11,39 @@ namespace cnnc {
 
 const char* tokenKindName(TokenKind kind) {
   switch (kind) {
-    case TokenKind::Identifier: return "identifier";
-    case TokenKind::Number: return "number";
-    case TokenKind::Dimensions: return "dimensions";
-    case TokenKind::Colon: return "':'";
-    case TokenKind::Equals: return "'='";
-    case TokenKind::Comma: return "','";
-    case TokenKind::EndOfStatement: return "end of line";
-    case TokenKind::EndOfFile: return "end of file";
+    case TokenKind::Identifier:
+      return "identifier";
+    case TokenKind::Number:
+      return "number";
+    case TokenKind::Dimensions:
+      return "dimensions";
+    case TokenKind::Invalid:
+      return "malformed number";
+    case TokenKind::Colon:
+      return "':'";
+    case TokenKind::Equals:
+      return "'='";
+    case TokenKind::Comma:
+      return "','";
+    case TokenKind::EndOfStatement:
+      return "end of line";
+    case TokenKind::EndOfFile:
+      return "end of file";
   }
   return "token";
 }
 
 namespace {
 
-bool isIdentStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool isIdentChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
-bool isDigit(char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; }
+bool isIdentStart(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+}
+bool isIdentChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
+bool isDigit(char c) {
+  return std::isdigit(static_cast<unsigned char>(c)) != 0;
+}
 
 // number := [-+]? (digits ('.' digits?)? | '.' digits) ([eE] [-+]? digits)?
 bool isNumber(const std::string& s) {
@@ -86,7 +102,9 @@ class Lexer {
       } else if (isDigit(c) || c == '-' || c == '+' || c == '.') {
         numberLike();
       } else if (c == ':' || c == '=' || c == ',') {
-        TokenKind kind = c == ':' ? TokenKind::Colon : c == '=' ? TokenKind::Equals : TokenKind::Comma;
+        TokenKind kind = c == ':'   ? TokenKind::Colon
+                         : c == '=' ? TokenKind::Equals
+                                    : TokenKind::Comma;
         push(kind, pos_, 1);
         advance();
       } else {
@@ -114,8 +132,8 @@ class Lexer {
 
   void push(TokenKind kind, size_t start, size_t length) {
     int col = col_;
-    tokens_.push_back({kind, text_.substr(start, length),
-                       {file_, line_, col, static_cast<int>(length)}, start});
+    tokens_.push_back(
+        {kind, text_.substr(start, length), {file_, line_, col, static_cast<int>(length)}, start});
   }
 
   void emitEndOfStatement() {
@@ -131,7 +149,8 @@ class Lexer {
   void lineJoin() {
     Location slash = here();
     advance();
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\r'))
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\r'))
       advance();
     if (pos_ < text_.size() && text_[pos_] == '#') skipComment();
     if (pos_ < text_.size() && text_[pos_] != '\n') {
@@ -146,8 +165,10 @@ class Lexer {
     size_t start = pos_;
     int col = col_;
     while (pos_ < text_.size() && accept(text_[pos_])) advance();
-    tokens_.push_back({kind, text_.substr(start, pos_ - start),
-                       {file_, line_, col, static_cast<int>(pos_ - start)}, start});
+    tokens_.push_back({kind,
+                       text_.substr(start, pos_ - start),
+                       {file_, line_, col, static_cast<int>(pos_ - start)},
+                       start});
   }
 
   // Numbers and dimensions: take the longest run that could belong to one,
@@ -170,6 +191,8 @@ class Lexer {
       tokens_.push_back({TokenKind::Dimensions, text, loc, start});
     } else {
       diags_.error(loc, fmt::format("malformed number '{}'", text));
+      // Kept as a value so that the statement around it parses on.
+      tokens_.push_back({TokenKind::Invalid, text, loc, start});
     }
   }
 

@@ -17,6 +17,7 @@ enum class TokenKind {
   Identifier,  // conv1, relu, true
   Number,      // 64, -1, 0.05, 1e-5
   Dimensions,  // 5x5, 1x28x28
+  Invalid,     // a malformed number, already reported
   Colon,
   Equals,
   Comma,

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "Diagnostics.h"
+#include "LayerKinds.h"
 
 namespace cnnc {
 namespace {
@@ -10,8 +11,10 @@ namespace {
 std::string describe(const Token& token) {
   switch (token.kind) {
     case TokenKind::EndOfStatement:
-    case TokenKind::EndOfFile: return tokenKindName(token.kind);
-    default: return fmt::format("'{}'", token.text);
+    case TokenKind::EndOfFile:
+      return tokenKindName(token.kind);
+    default:
+      return fmt::format("'{}'", token.text);
   }
 }
 
@@ -78,35 +81,52 @@ class Parser {
                        : word == "train" ? StatementKind::Train
                                          : StatementKind::Layer;
     }
+    if (statement.kind == StatementKind::Layer && !findKind(statement.keyword.text)) {
+      // Reported here, before its keys: `netwrk lenet5` is a misspelt
+      // statement, not a key without a value.
+      std::vector<std::string> words = {"network", "input", "train"};
+      for (const auto& info : layerKinds()) words.push_back(info.name);
+      diags_.error(statement.keyword.loc,
+                   fmt::format("unknown {} '{}'{}",
+                               statement.name ? "layer kind" : "statement or layer kind",
+                               statement.keyword.text, didYouMean(statement.keyword.text, words)));
+      skipToEndOfStatement();
+      statement.kind = StatementKind::Unknown;
+      return statement;  // kept, so that later layers may still name it
+    }
     switch (statement.kind) {
       case StatementKind::Network:
-        if (!parseArgument(statement, {TokenKind::Identifier}, "a network name")) return std::nullopt;
+        if (!parseArgument(statement, {TokenKind::Identifier}, "a network name"))
+          return std::nullopt;
         break;
       case StatementKind::Input:
         if (!parseArgument(statement, {TokenKind::Dimensions, TokenKind::Number},
                            "an input shape such as 1x28x28 or 784"))
           return std::nullopt;
         break;
+      case StatementKind::Unknown:
       case StatementKind::Layer:
       case StatementKind::Train:
         if (!parseKeyValues(statement)) return std::nullopt;
         break;
     }
     if (!atStatementEnd()) {
-      diags_.error(peek().loc, fmt::format("unexpected {} after the '{}' statement", describe(peek()),
-                                           statement.keyword.text));
+      diags_.error(peek().loc, fmt::format("unexpected {} after the '{}' statement",
+                                           describe(peek()), statement.keyword.text));
       return std::nullopt;
     }
     return statement;
   }
 
-  bool parseArgument(Statement& statement, std::initializer_list<TokenKind> kinds, const char* what) {
+  bool parseArgument(Statement& statement, std::initializer_list<TokenKind> kinds,
+                     const char* what) {
     for (TokenKind kind : kinds) {
       if (peek().kind == kind) {
         statement.argument = next();
         return true;
       }
     }
+    if (peek().kind == TokenKind::Invalid) return false;  // already reported
     const Token& at = atStatementEnd() ? statement.keyword : peek();
     diags_.error(at.loc, fmt::format("'{}' expects {}, found {}", statement.keyword.text, what,
                                      describe(peek())));
@@ -123,8 +143,9 @@ class Parser {
       }
       next();
       if (peek().kind != TokenKind::Equals) {
-        diags_.error(key.loc, fmt::format("expected '=' after '{}' (settings are written key=value)",
-                                          key.text));
+        diags_.error(
+            key.loc,
+            fmt::format("expected '=' after '{}' (settings are written key=value)", key.text));
         return false;
       }
       next();
@@ -142,9 +163,10 @@ class Parser {
     while (true) {
       const Token& atom = peek();
       bool isAtom = atom.kind == TokenKind::Identifier || atom.kind == TokenKind::Number ||
-                    atom.kind == TokenKind::Dimensions;
+                    atom.kind == TokenKind::Dimensions || atom.kind == TokenKind::Invalid;
       if (!isAtom) {
-        diags_.error(atom.loc, fmt::format("expected a value for '{}', found {}", key.text, describe(atom)));
+        diags_.error(atom.loc,
+                     fmt::format("expected a value for '{}', found {}", key.text, describe(atom)));
         return std::nullopt;
       }
       value.atoms.push_back(next());

@@ -46,23 +46,44 @@ const std::vector<KeySpec>& trainKeys() {
 
 namespace {
 
-const std::set<std::string> kCppKeywords = {
-    "alignas", "alignof", "and", "and_eq", "asm", "auto", "bitand", "bitor", "bool", "break",
-    "case", "catch", "char", "char8_t", "char16_t", "char32_t", "class", "compl", "concept",
-    "const", "consteval", "constexpr", "constinit", "const_cast", "continue", "co_await",
-    "co_return", "co_yield", "decltype", "default", "delete", "do", "double", "dynamic_cast",
-    "else", "enum", "explicit", "export", "extern", "false", "float", "for", "friend", "goto",
-    "if", "inline", "int", "long", "mutable", "namespace", "new", "noexcept", "not", "not_eq",
-    "nullptr", "operator", "or", "or_eq", "private", "protected", "public", "register",
-    "reinterpret_cast", "requires", "return", "short", "signed", "sizeof", "static",
-    "static_assert", "static_cast", "struct", "switch", "template", "this", "thread_local",
-    "throw", "true", "try", "typedef", "typeid", "typename", "union", "unsigned", "using",
-    "virtual", "void", "volatile", "wchar_t", "while", "xor", "xor_eq", "std", "cnnc", "Halide"};
+const std::set<std::string> kCppKeywords = {"alignas",       "alignof",     "and",
+                                            "and_eq",        "asm",         "auto",
+                                            "bitand",        "bitor",       "bool",
+                                            "break",         "case",        "catch",
+                                            "char",          "char8_t",     "char16_t",
+                                            "char32_t",      "class",       "compl",
+                                            "concept",       "const",       "consteval",
+                                            "constexpr",     "constinit",   "const_cast",
+                                            "continue",      "co_await",    "co_return",
+                                            "co_yield",      "decltype",    "default",
+                                            "delete",        "do",          "double",
+                                            "dynamic_cast",  "else",        "enum",
+                                            "explicit",      "export",      "extern",
+                                            "false",         "float",       "for",
+                                            "friend",        "goto",        "if",
+                                            "inline",        "int",         "long",
+                                            "mutable",       "namespace",   "new",
+                                            "noexcept",      "not",         "not_eq",
+                                            "nullptr",       "operator",    "or",
+                                            "or_eq",         "private",     "protected",
+                                            "public",        "register",    "reinterpret_cast",
+                                            "requires",      "return",      "short",
+                                            "signed",        "sizeof",      "static",
+                                            "static_assert", "static_cast", "struct",
+                                            "switch",        "template",    "this",
+                                            "thread_local",  "throw",       "true",
+                                            "try",           "typedef",     "typeid",
+                                            "typename",      "union",       "unsigned",
+                                            "using",         "virtual",     "void",
+                                            "volatile",      "wchar_t",     "while",
+                                            "xor",           "xor_eq",      "std",
+                                            "cnnc",          "Halide"};
 
 std::string describeRange(const KeySpec& spec) {
   std::string low = spec.minInclusive ? fmt::format("at least {}", spec.min)
                                       : fmt::format("greater than {}", spec.min);
-  if (spec.max >= 1e18 || (spec.max == std::numeric_limits<int32_t>::max() && spec.type != ValueType::Float))
+  if (spec.max >= 1e18 ||
+      (spec.max == std::numeric_limits<int32_t>::max() && spec.type != ValueType::Float))
     return low;
   std::string high = spec.maxInclusive ? fmt::format("at most {}", spec.max)
                                        : fmt::format("less than {}", spec.max);
@@ -74,32 +95,53 @@ class Analyzer {
   explicit Analyzer(Diagnostics& diags) : diags_(diags) {}
 
   Network run(const FileAST& file) {
+    if (file.statements.empty() && !diags_.hasErrors()) {
+      diags_.error({file.end.file, 1, 1, 1}, "file has no statements; expected 'network NAME'");
+      return std::move(net_);
+    }
     // Every layer's name up front, to tell a later layer from an unknown one.
     std::map<std::string, int> counts;
     for (const Statement& s : file.statements) {
-      if (s.kind != StatementKind::Layer) continue;
+      laterNetwork_ = laterNetwork_ || s.kind == StatementKind::Network;
+      if (s.kind != StatementKind::Layer && !(s.kind == StatementKind::Unknown && s.name)) continue;
       int count = ++counts[s.keyword.text];
       std::string name = s.name ? s.name->text : fmt::format("{}{}", s.keyword.text, count);
       allNames_.emplace(name, s.keyword.loc.line);
     }
     for (size_t i = 0; i < file.statements.size(); ++i) {
       const Statement& s = file.statements[i];
-      if (i == 0 && s.kind != StatementKind::Network) {
-        diags_.error(s.keyword.loc, fmt::format("expected 'network NAME' as the first statement, found '{}'",
-                                                s.keyword.text));
+      // A misspelt `network`, or one out of place, is reported where it stands.
+      if (i == 0 && (s.kind == StatementKind::Unknown || laterNetwork_)) networkReported_ = true;
+      if (i == 0 && s.kind != StatementKind::Network && !networkReported_) {
+        diags_.error(s.keyword.loc,
+                     fmt::format("expected 'network NAME' as the first statement, found '{}'",
+                                 s.keyword.text));
         networkReported_ = true;
       }
       switch (s.kind) {
-        case StatementKind::Network: networkStatement(s, i); break;
-        case StatementKind::Input: inputStatement(s); break;
-        case StatementKind::Layer: layerStatement(s); break;
-        case StatementKind::Train: trainStatement(s); break;
+        case StatementKind::Network:
+          networkStatement(s, i);
+          break;
+        case StatementKind::Input:
+          inputStatement(s);
+          break;
+        case StatementKind::Layer:
+          layerStatement(s);
+          break;
+        case StatementKind::Train:
+          trainStatement(s);
+          break;
+        case StatementKind::Unknown:
+          unknownStatement(s);
+          break;
       }
     }
     if (!seenNetwork_ && !networkReported_)
       diags_.error(file.end, "missing 'network NAME' statement");
     if (!inputLoc_ && !inputReported_) diags_.error(file.end, "missing 'input' statement");
-    if (net_.layers.empty()) diags_.error(file.end, "the network has no layers");
+    // A layer statement that failed to parse would have been one.
+    if (net_.layers.empty() && !diags_.hasErrors())
+      diags_.error(file.end, "the network has no layers");
     if (trainLoc_) checkTrain();
     return std::move(net_);
   }
@@ -109,25 +151,25 @@ class Analyzer {
 
   void networkStatement(const Statement& s, size_t index) {
     if (seenNetwork_) {
-      diags_.error(s.keyword.loc, fmt::format("'network' given twice; the first is at line {}",
-                                              net_.loc.line));
+      diags_.error(s.keyword.loc,
+                   fmt::format("'network' given twice; the first is at line {}", net_.loc.line));
       return;
     }
     seenNetwork_ = true;
-    if (index != 0 && !networkReported_)
-      diags_.error(s.keyword.loc, "'network' must be the first statement");
+    if (index != 0) diags_.error(s.keyword.loc, "'network' must be the first statement");
     const Token& name = *s.argument;
     if (kCppKeywords.count(name.text) || name.text.rfind("__", 0) == 0)
-      diags_.error(name.loc, fmt::format("network name '{}' cannot be a C++ namespace; choose another",
-                                         name.text));
+      diags_.error(
+          name.loc,
+          fmt::format("network name '{}' cannot be a C++ namespace; choose another", name.text));
     net_.name = name.text;
     net_.loc = s.keyword.loc;
   }
 
   void inputStatement(const Statement& s) {
     if (inputLoc_) {
-      diags_.error(s.keyword.loc, fmt::format("'input' given twice; the first is at line {}",
-                                              inputLoc_->line));
+      diags_.error(s.keyword.loc,
+                   fmt::format("'input' given twice; the first is at line {}", inputLoc_->line));
       return;
     }
     inputLoc_ = s.keyword.loc;
@@ -154,13 +196,26 @@ class Analyzer {
     }
     if (!ok) return;
     if (dims.size() != 1 && dims.size() != 3) {
-      diags_.error(shapeToken.loc, fmt::format("input is CxHxW (an image) or N (a vector), got {}", text));
+      diags_.error(shapeToken.loc,
+                   fmt::format("input is CxHxW (an image) or N (a vector), got {}", text));
       return;
     }
     Shape shape{dims};
     if (!checkElements(shape, shapeToken.loc, "the input")) return;
     net_.inputShape = shape;
     inputKnown_ = true;
+  }
+
+  // A named layer of an unknown kind keeps its name, so that layers reading
+  // it do not report it missing; its shape stays unknown.
+  void unknownStatement(const Statement& s) {
+    if (!s.name) return;
+    names_.emplace(s.name->text, static_cast<int>(net_.layers.size()));
+    Layer layer;
+    layer.name = s.name->text;
+    layer.loc = s.keyword.loc;
+    net_.layers.push_back(std::move(layer));
+    known_.push_back(false);
   }
 
   void layerStatement(const Statement& s) {
@@ -176,21 +231,16 @@ class Analyzer {
     Layer layer;
     layer.name = name;
     layer.loc = s.keyword.loc;
-    bool ok = info != nullptr && !name.empty();
-    if (!info) {
-      std::vector<std::string> kinds;
-      for (const auto& k : layerKinds()) kinds.push_back(k.name);
-      std::string hint = didYouMean(s.keyword.text, kinds);
-      diags_.error(s.keyword.loc, fmt::format("unknown layer kind '{}'{}", s.keyword.text, hint));
-    } else {
-      layer.kind = info->kind;
-    }
+    CNNC_INTERNAL_ASSERT(info, "the parser let an unknown layer kind through");
+    bool ok = !name.empty();
+    layer.kind = info->kind;
 
     // Keys: `from` is structure, the others attributes of the kind.
     std::vector<std::pair<std::string, Location>> keyLocations;
     const KeyValue* from = nullptr;
     std::vector<std::pair<std::string, Value>> values;
     std::set<std::string> written;  // valid or not: an invalid key is not also "missing"
+    bool unknownKey = false;        // a misspelt key is not also "missing"
     for (const KeyValue& kv : s.keys) {
       written.insert(kv.key.text);
       if (!firstTimeKey(kv, keyLocations)) continue;
@@ -207,6 +257,7 @@ class Analyzer {
         diags_.error(kv.key.loc, fmt::format("unknown key '{}' for {}{}", kv.key.text, info->name,
                                              didYouMean(kv.key.text, names)));
         ok = false;
+        unknownKey = true;
         continue;
       }
       auto value = parseValue(*spec, kv.value);
@@ -220,7 +271,8 @@ class Analyzer {
     std::vector<int> inputs = resolveInputs(s, from, index, info, ok);
     if (info) {
       for (const KeySpec& spec : info->keys) {
-        auto it = std::find_if(values.begin(), values.end(), [&](auto& v) { return v.first == spec.name; });
+        auto it = std::find_if(values.begin(), values.end(),
+                               [&](auto& v) { return v.first == spec.name; });
         if (it != values.end()) {
           layer.attributes.push_back({spec.name, it->second});
         } else if (!spec.defaultFromKey.empty()) {
@@ -228,7 +280,7 @@ class Analyzer {
                                      [&](auto& v) { return v.first == spec.defaultFromKey; });
           if (source != values.end()) layer.attributes.push_back({spec.name, source->second});
         } else if (spec.required()) {
-          if (written.count(spec.name)) {
+          if (written.count(spec.name) || unknownKey) {
             ok = false;
             continue;
           }
@@ -312,30 +364,35 @@ class Analyzer {
         std::string owner = spec.name == "step_size" || spec.name == "gamma"
                                 ? "lr_schedule=step"
                                 : (optimizer == "sgd" ? "optimizer=adam" : "optimizer=sgd");
-        diags_.error(locOf(spec.name), fmt::format("train key '{}' applies only with {} (this network "
-                                                   "trains with {})",
-                                                   spec.name, owner,
-                                                   spec.name == "step_size" || spec.name == "gamma"
-                                                       ? "lr_schedule=" + schedule
-                                                       : "optimizer=" + optimizer));
+        diags_.error(locOf(spec.name),
+                     fmt::format("train key '{}' applies only with {} (this network "
+                                 "trains with {})",
+                                 spec.name, owner,
+                                 spec.name == "step_size" || spec.name == "gamma"
+                                     ? "lr_schedule=" + schedule
+                                     : "optimizer=" + optimizer));
       }
     }
-    if (!given("loss")) diags_.error(*trainLoc_, "train settings need a loss (loss=cross_entropy or loss=mse)");
+    if (!given("loss"))
+      diags_.error(*trainLoc_, "train settings need a loss (loss=cross_entropy or loss=mse)");
     if (schedule == "step" && !given("step_size"))
       diags_.error(locOf("lr_schedule"), "lr_schedule=step needs step_size (in epochs)");
     if (optimizer == "sgd" && std::get<bool>(valueOr("nesterov")) &&
         std::get<double>(valueOr("momentum")) <= 0)
-      diags_.error(locOf("nesterov"), "nesterov=true needs momentum greater than 0 (as torch.optim.SGD)");
+      diags_.error(locOf("nesterov"),
+                   "nesterov=true needs momentum greater than 0 (as torch.optim.SGD)");
 
     if (given("loss") && std::get<std::string>(valueOr("loss")) == "cross_entropy" &&
         !net_.layers.empty() && known_.back()) {
       const Shape& out = net_.outputShape();
-      bool classVector = (out.isFlat() && out.dims[0] >= 2) ||
-                         (out.isImage() && out.height() == 1 && out.width() == 1 && out.channels() >= 2);
+      bool classVector =
+          (out.isFlat() && out.dims[0] >= 2) ||
+          (out.isImage() && out.height() == 1 && out.width() == 1 && out.channels() >= 2);
       if (!classVector)
-        diags_.error(locOf("loss"), fmt::format("loss=cross_entropy needs a vector of class scores, but "
-                                                "the output of '{}' is {}",
-                                                net_.output().name, out.str()));
+        diags_.error(locOf("loss"),
+                     fmt::format("loss=cross_entropy needs a vector of class scores, but "
+                                 "the output of '{}' is {}",
+                                 net_.output().name, out.str()));
     }
 
     TrainSettings settings;
@@ -367,9 +424,10 @@ class Analyzer {
     }
     auto previous = names_.find(name);
     if (previous != names_.end() && info) {
-      std::string which = s.name ? "" : fmt::format(" (the automatic name of this {})", s.keyword.text);
-      diags_.error(loc, fmt::format("duplicate layer name '{}'{}; the first is at line {}", name, which,
-                                    net_.layers[previous->second].loc.line));
+      std::string which =
+          s.name ? "" : fmt::format(" (the automatic name of this {})", s.keyword.text);
+      diags_.error(loc, fmt::format("duplicate layer name '{}'{}; the first is at line {}", name,
+                                    which, net_.layers[previous->second].loc.line));
       return "";
     }
     return name;
@@ -380,8 +438,9 @@ class Analyzer {
     std::vector<int> inputs;
     if (!from) {
       if (info && info->minInputs > 1) {
-        diags_.error(s.keyword.loc, fmt::format("{} needs from= with at least {} layers (e.g. from=a,b)",
-                                                info->name, info->minInputs));
+        diags_.error(s.keyword.loc,
+                     fmt::format("{} needs from= with at least {} layers (e.g. from=a,b)",
+                                 info->name, info->minInputs));
         ok = false;
         return inputs;
       }
@@ -391,14 +450,18 @@ class Analyzer {
     const ValueNode& value = from->value;
     if (info && (static_cast<int>(value.atoms.size()) < info->minInputs ||
                  static_cast<int>(value.atoms.size()) > info->maxInputs)) {
-      std::string expected = info->maxInputs == 1 ? "one layer"
-                             : fmt::format("at least {} layers", info->minInputs);
+      std::string expected =
+          info->maxInputs == 1 ? "one layer" : fmt::format("at least {} layers", info->minInputs);
       diags_.error(value.loc, fmt::format("{} takes {} in from=, got {}", info->name, expected,
                                           value.atoms.size()));
       ok = false;
     }
     std::set<std::string> seen;
     for (const Token& atom : value.atoms) {
+      if (atom.kind == TokenKind::Invalid) {
+        ok = false;
+        continue;
+      }
       if (atom.kind != TokenKind::Identifier) {
         diags_.error(atom.loc, fmt::format("from= takes layer names, got '{}'", atom.text));
         ok = false;
@@ -419,12 +482,12 @@ class Analyzer {
         std::vector<std::string> candidates = {"input"};
         for (const auto& layer : net_.layers) candidates.push_back(layer.name);
         std::string message =
-            it != names_.end()
-                ? fmt::format("layer '{}' cannot read its own output", atom.text)
+            it != names_.end() ? fmt::format("layer '{}' cannot read its own output", atom.text)
             : later != allNames_.end()
-                ? fmt::format("from= names '{}', which is defined later (line {}); from= may only "
-                              "name earlier layers",
-                              atom.text, later->second)
+                ? fmt::format(
+                      "from= names '{}', which is defined later (line {}); from= may only "
+                      "name earlier layers",
+                      atom.text, later->second)
                 : fmt::format("from= names unknown layer '{}'{}", atom.text,
                               didYouMean(atom.text, candidates));
         diags_.error(atom.loc, message);
@@ -443,7 +506,8 @@ class Analyzer {
   bool firstTimeKey(const KeyValue& kv, const std::vector<std::pair<std::string, Location>>& seen) {
     for (const auto& [key, loc] : seen) {
       if (key == kv.key.text) {
-        diags_.error(kv.key.loc, fmt::format("key '{}' given twice in this statement", kv.key.text));
+        diags_.error(kv.key.loc,
+                     fmt::format("key '{}' given twice in this statement", kv.key.text));
         return false;
       }
     }
@@ -460,16 +524,19 @@ class Analyzer {
     Diagnostics scratch;
     ValueNode node;
     Token token{TokenKind::Number, spec.defaultText, {}, 0};
-    if (spec.type == ValueType::Enum || spec.type == ValueType::Bool) token.kind = TokenKind::Identifier;
+    if (spec.type == ValueType::Enum || spec.type == ValueType::Bool)
+      token.kind = TokenKind::Identifier;
     node.atoms.push_back(token);
     Analyzer analyzer(scratch);
     auto value = analyzer.parseValue(spec, node);
-    CNNC_INTERNAL_ASSERT(value && !scratch.hasErrors(),
-                         fmt::format("default '{}' of key '{}' is invalid", spec.defaultText, spec.name));
+    CNNC_INTERNAL_ASSERT(
+        value && !scratch.hasErrors(),
+        fmt::format("default '{}' of key '{}' is invalid", spec.defaultText, spec.name));
     return value;
   }
 
-  std::optional<int64_t> parseInteger(const std::string& text, const Location& loc, const std::string& key) {
+  std::optional<int64_t> parseInteger(const std::string& text, const Location& loc,
+                                      const std::string& key) {
     bool integral = !text.empty() && text.find_first_not_of("+-0123456789") == std::string::npos;
     if (!integral) {
       diags_.error(loc, fmt::format("'{}' expects a whole number, got '{}'", key, text));
@@ -499,8 +566,10 @@ class Analyzer {
       return std::nullopt;
     }
     const Token& atom = node.atoms.front();
+    if (atom.kind == TokenKind::Invalid) return std::nullopt;  // the lexer reported it
     auto wrongType = [&](const char* expected) -> std::optional<Value> {
-      diags_.error(atom.loc, fmt::format("'{}' expects {}, got '{}'", spec.name, expected, atom.text));
+      diags_.error(atom.loc,
+                   fmt::format("'{}' expects {}, got '{}'", spec.name, expected, atom.text));
       return std::nullopt;
     };
     switch (spec.type) {
@@ -515,7 +584,8 @@ class Analyzer {
         errno = 0;
         double value = std::strtod(atom.text.c_str(), nullptr);
         if (errno == ERANGE || !std::isfinite(value)) {
-          diags_.error(atom.loc, fmt::format("number {} is out of range for '{}'", atom.text, spec.name));
+          diags_.error(atom.loc,
+                       fmt::format("number {} is out of range for '{}'", atom.text, spec.name));
           return std::nullopt;
         }
         if (!checkRange(spec, value, atom.text, atom.loc)) return std::nullopt;
@@ -526,18 +596,22 @@ class Analyzer {
           return wrongType("true or false");
         return Value(atom.text == "true");
       case ValueType::Enum: {
-        bool valid = atom.kind == TokenKind::Identifier &&
-                     std::find(spec.choices.begin(), spec.choices.end(), atom.text) != spec.choices.end();
+        bool valid =
+            atom.kind == TokenKind::Identifier &&
+            std::find(spec.choices.begin(), spec.choices.end(), atom.text) != spec.choices.end();
         if (!valid) {
           std::string hint = didYouMean(atom.text, spec.choices);
-          if (hint.empty()) hint = fmt::format(" (expected one of: {})", fmt::join(spec.choices, ", "));
-          diags_.error(atom.loc, fmt::format("unknown value '{}' for '{}'{}", atom.text, spec.name, hint));
+          if (hint.empty())
+            hint = fmt::format(" (expected one of: {})", fmt::join(spec.choices, ", "));
+          diags_.error(atom.loc,
+                       fmt::format("unknown value '{}' for '{}'{}", atom.text, spec.name, hint));
           return std::nullopt;
         }
         return Value(atom.text);
       }
       case ValueType::PadSize:
-        if (atom.kind == TokenKind::Identifier && atom.text == "same") return Value(std::string("same"));
+        if (atom.kind == TokenKind::Identifier && atom.text == "same")
+          return Value(std::string("same"));
         [[fallthrough]];
       case ValueType::Size: {
         const char* expected = spec.type == ValueType::PadSize ? "N, HxW or same" : "N or HxW";
@@ -570,15 +644,16 @@ class Analyzer {
       n *= d;
     }
     if (n <= kMaxElements) return true;
-    diags_.error(loc, fmt::format("{} has shape {}: more than 2^31-1 elements for one example, Halide's "
-                                  "limit for a buffer",
-                                  what, shape.str()));
+    diags_.error(loc,
+                 fmt::format("{} has shape {}: more than 2^31-1 elements for one example, Halide's "
+                             "limit for a buffer",
+                             what, shape.str()));
     return false;
   }
 
   Diagnostics& diags_;
   Network net_;
-  bool seenNetwork_ = false, networkReported_ = false;
+  bool seenNetwork_ = false, networkReported_ = false, laterNetwork_ = false;
   std::optional<Location> inputLoc_;
   bool inputKnown_ = false, inputReported_ = false;
   std::map<std::string, int> names_;
@@ -592,6 +667,8 @@ class Analyzer {
 
 }  // namespace
 
-Network analyze(const FileAST& file, Diagnostics& diags) { return Analyzer(diags).run(file); }
+Network analyze(const FileAST& file, Diagnostics& diags) {
+  return Analyzer(diags).run(file);
+}
 
 }  // namespace cnnc

@@ -44,8 +44,9 @@ SourceFile SourceFile::read(const std::string& path, Diagnostics& diags) {
   std::streamoff size = in.tellg();
   if (size < 0) diags.fatal(fileLoc, fmt::format("cannot read '{}' (is it a directory?)", path));
   if (static_cast<uint64_t>(size) > kMaxFileBytes)
-    diags.fatal(fileLoc, fmt::format("'{}' is {} bytes, larger than the {} MiB a .net file may have",
-                                     path, size, kMaxFileBytes >> 20));
+    diags.fatal(fileLoc,
+                fmt::format("'{}' is {} bytes, larger than the {} MiB a .net file may have", path,
+                            size, kMaxFileBytes >> 20));
   in.seekg(0);
   std::string text(static_cast<size_t>(size), '\0');
   in.read(text.data(), size);
@@ -67,10 +68,14 @@ static size_t utf8SequenceLength(const std::string& text, size_t i) {
   if (c < 0x80) return 1;
   size_t length;
   uint32_t cp;
-  if ((c & 0xE0) == 0xC0) length = 2, cp = c & 0x1F;
-  else if ((c & 0xF0) == 0xE0) length = 3, cp = c & 0x0F;
-  else if ((c & 0xF8) == 0xF0) length = 4, cp = c & 0x07;
-  else return 0;
+  if ((c & 0xE0) == 0xC0)
+    length = 2, cp = c & 0x1F;
+  else if ((c & 0xF0) == 0xE0)
+    length = 3, cp = c & 0x0F;
+  else if ((c & 0xF8) == 0xF0)
+    length = 4, cp = c & 0x07;
+  else
+    return 0;
   if (i + length > text.size()) return 0;
   for (size_t k = 1; k < length; ++k) {
     if ((byte(i + k) & 0xC0) != 0x80) return 0;
@@ -83,9 +88,7 @@ static size_t utf8SequenceLength(const std::string& text, size_t i) {
 
 void SourceFile::validate(Diagnostics& diags) const {
   auto at = [&](int line, int col) { return Location{name_, line, col, 1}; };
-  if (text_.find_first_not_of(" \t\r\n") == std::string::npos)
-    diags.fatal(at(1, 1), text_.empty() ? "file is empty; expected 'network NAME'"
-                                        : "file has no statements; expected 'network NAME'");
+  if (text_.empty()) diags.fatal(at(1, 1), "file is empty; expected 'network NAME'");
   int line = 1;
   int col = 1;
   size_t lineStart = 0;
@@ -98,10 +101,12 @@ void SourceFile::validate(Diagnostics& diags) const {
       continue;
     }
     if (i - lineStart >= kMaxLineBytes)
-      diags.fatal(at(line, 1), fmt::format("line {} is longer than {} KiB", line, kMaxLineBytes / 1024));
+      diags.fatal(at(line, 1),
+                  fmt::format("line {} is longer than {} KiB", line, kMaxLineBytes / 1024));
     if (c < 0x20 && c != '\t' && c != '\r' && c != '\f')
-      diags.fatal(at(line, col),
-                  fmt::format("file is not text: control byte 0x{:02X} (is this a binary file?)", c));
+      diags.fatal(
+          at(line, col),
+          fmt::format("file is not text: control byte 0x{:02X} (is this a binary file?)", c));
     size_t length = utf8SequenceLength(text_, i);
     if (length == 0)
       diags.fatal(at(line, col), fmt::format("file is not UTF-8 text: invalid byte 0x{:02X}", c));

@@ -4,7 +4,9 @@
 
 namespace cnnc {
 
-static std::optional<Shape> sameShape(ShapeContext& ctx) { return ctx.input(); }
+static std::optional<Shape> sameShape(ShapeContext& ctx) {
+  return ctx.input();
+}
 
 static double perElement(const Layer& layer, const std::vector<Shape>&) {
   return double(layer.outputShape.elements());

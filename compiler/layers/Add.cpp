@@ -9,9 +9,10 @@ namespace cnnc {
 static std::optional<Shape> addShape(ShapeContext& ctx) {
   for (size_t i = 1; i < ctx.inputs.size(); ++i) {
     if (ctx.inputs[i] != ctx.inputs[0])
-      return ctx.error("from", fmt::format("add '{}': inputs differ in shape: '{}' is {} but '{}' is {}",
-                                           ctx.layer.name, ctx.inputNames[0], ctx.inputs[0].str(),
-                                           ctx.inputNames[i], ctx.inputs[i].str()));
+      return ctx.error("from",
+                       fmt::format("add '{}': inputs differ in shape: '{}' is {} but '{}' is {}",
+                                   ctx.layer.name, ctx.inputNames[0], ctx.inputs[0].str(),
+                                   ctx.inputNames[i], ctx.inputs[i].str()));
   }
   return ctx.input();
 }
@@ -21,8 +22,8 @@ static double addFlops(const Layer& layer, const std::vector<Shape>& inputs) {
 }
 
 LayerKindInfo addKind() {
-  return {LayerKind::Add, "add", {activationKey()}, 2, std::numeric_limits<int>::max(), addShape,
-          nullptr, addFlops};
+  return {LayerKind::Add, "add",   {activationKey()}, 2, std::numeric_limits<int>::max(),
+          addShape,       nullptr, addFlops};
 }
 
 }  // namespace cnnc

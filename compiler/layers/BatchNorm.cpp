@@ -4,7 +4,9 @@
 
 namespace cnnc {
 
-static std::optional<Shape> batchNormShape(ShapeContext& ctx) { return ctx.input(); }
+static std::optional<Shape> batchNormShape(ShapeContext& ctx) {
+  return ctx.input();
+}
 
 static std::vector<ParamSpec> batchNormParams(const Layer&, const std::vector<Shape>& inputs) {
   int64_t channels = inputs[0].channels();
@@ -21,8 +23,8 @@ static double batchNormFlops(const Layer& layer, const std::vector<Shape>&) {
 LayerKindInfo batchNormKind() {
   KeySpec eps{"eps", ValueType::Float, "1e-5", 0, 1, false, true};
   KeySpec momentum{"momentum", ValueType::Float, "0.1", 0, 1};
-  return {LayerKind::BatchNorm, "batchnorm", {eps, momentum}, 1, 1, batchNormShape,
-          batchNormParams, batchNormFlops};
+  return {LayerKind::BatchNorm, "batchnorm",     {eps, momentum}, 1, 1,
+          batchNormShape,       batchNormParams, batchNormFlops};
 }
 
 }  // namespace cnnc

@@ -25,16 +25,18 @@ static std::optional<Shape> conv2dShape(ShapeContext& ctx) {
   // an even dilated kernel extent: an odd kernel.
   if (std::holds_alternative<std::string>(layer.attr("pad"))) {
     if (kernel.h % 2 == 0 || kernel.w % 2 == 0)
-      return ctx.error("pad", fmt::format("conv2d '{}': pad=same needs an odd kernel, got kernel={}",
-                                          layer.name, kernel.str()));
+      return ctx.error(
+          "pad", fmt::format("conv2d '{}': pad=same needs an odd kernel, got kernel={}", layer.name,
+                             kernel.str()));
     Size2 same{dilation.h * (kernel.h - 1) / 2, dilation.w * (kernel.w - 1) / 2};
     for (auto& attribute : layer.attributes)
       if (attribute.key == "pad") attribute.value = same;
   }
   Size2 pad = layer.sizeAttr("pad");
   auto h = windowOutputSize(ctx, "height", in.height(), kernel.h, stride.h, pad.h, dilation.h);
+  if (!h) return std::nullopt;
   auto w = windowOutputSize(ctx, "width", in.width(), kernel.w, stride.w, pad.w, dilation.w);
-  if (!h || !w) return std::nullopt;
+  if (!w) return std::nullopt;
   return Shape{{filters, *h, *w}};
 }
 
@@ -50,7 +52,8 @@ static std::vector<ParamSpec> conv2dParams(const Layer& layer, const std::vector
 static double conv2dFlops(const Layer& layer, const std::vector<Shape>& inputs) {
   Size2 kernel = layer.sizeAttr("kernel");
   const Shape& out = layer.outputShape;
-  double perOutput = 2.0 * double(inputs[0].channels() / layer.intAttr("groups")) * kernel.h * kernel.w;
+  double perOutput =
+      2.0 * double(inputs[0].channels() / layer.intAttr("groups")) * kernel.h * kernel.w;
   return perOutput * double(out.elements());
 }
 
@@ -58,8 +61,14 @@ LayerKindInfo conv2dKind() {
   KeySpec pad{"pad", ValueType::PadSize, "0", 0};
   return {LayerKind::Conv2D,
           "conv2d",
-          {{"filters", ValueType::Int, ""}, sizeKey("kernel", ""), sizeKey("stride", "1"), pad,
-           sizeKey("dilation", "1"), {"groups", ValueType::Int, "1", 1}, biasKey(), activationKey(),
+          {{"filters", ValueType::Int, ""},
+           sizeKey("kernel", ""),
+           sizeKey("stride", "1"),
+           pad,
+           sizeKey("dilation", "1"),
+           {"groups", ValueType::Int, "1", 1},
+           biasKey(),
+           activationKey(),
            initKey()},
           1,
           1,

@@ -4,7 +4,9 @@
 
 namespace cnnc {
 
-static std::optional<Shape> dropoutShape(ShapeContext& ctx) { return ctx.input(); }
+static std::optional<Shape> dropoutShape(ShapeContext& ctx) {
+  return ctx.input();
+}
 
 LayerKindInfo dropoutKind() {
   KeySpec rate{"rate", ValueType::Float, "0.5", 0, 1, true, false};

@@ -24,8 +24,9 @@ inline std::optional<Shape> poolingShape(ShapeContext& ctx) {
     return ctx.error("pad", fmt::format("{} '{}': pad={} is more than half of kernel={}",
                                         kindName(layer.kind), layer.name, pad.str(), kernel.str()));
   auto h = windowOutputSize(ctx, "height", ctx.input().height(), kernel.h, stride.h, pad.h, 1);
+  if (!h) return std::nullopt;
   auto w = windowOutputSize(ctx, "width", ctx.input().width(), kernel.w, stride.w, pad.w, 1);
-  if (!h || !w) return std::nullopt;
+  if (!w) return std::nullopt;
   return Shape{{ctx.input().channels(), *h, *w}};
 }
 
