@@ -382,7 +382,8 @@ class Analyzer {
       diags_.error(locOf("nesterov"),
                    "nesterov=true needs momentum greater than 0 (as torch.optim.SGD)");
 
-    if (given("loss") && std::get<std::string>(valueOr("loss")) == "cross_entropy" &&
+    // A required key that was given but invalid has been reported; it has no value.
+    if (trainValues_.count("loss") && std::get<std::string>(trainValues_.at("loss")) == "cross_entropy" &&
         !net_.layers.empty() && known_.back()) {
       const Shape& out = net_.outputShape();
       bool classVector =
@@ -399,7 +400,7 @@ class Analyzer {
     settings.loc = *trainLoc_;
     for (const KeySpec& spec : trainKeys()) {
       if (!applies(spec.name)) continue;
-      if (spec.required() && !given(spec.name)) continue;
+      if (spec.required() && !trainValues_.count(spec.name)) continue;
       settings.attributes.push_back({spec.name, valueOr(spec.name)});
     }
     net_.train = settings;

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job, from a clean clone: install dependencies, build cnnc, and
+# check the example network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$(nproc)"
+
+./build/compiler/cnnc check examples/lenet5.net
