@@ -9,6 +9,9 @@
 
 #include <fmt/format.h>
 
+#include <Halide.h>
+
+#include "Emit.h"
 #include "Frontend.h"
 #include "IRPrinter.h"
 #include "LayerTable.h"
@@ -157,18 +160,29 @@ int run(const Options& options) {
     std::cout << (options.emit.count("ir") ? printIR(*net) : layerTable(*net));
     return kExitSuccess;
   }
+  std::string stem = stemOf(options, *net);
   if (options.emit.count("ir")) {
-    std::string path = stemOf(options, *net) + ".ir";
+    std::string path = stem + ".ir";
     writeAtomically(path, printIR(*net));
     if (log) log("emit", "wrote " + path);
   }
-  std::set<std::string> codegen = options.emit;
-  codegen.erase("ir");
-  if (!codegen.empty())
-    throw UsageError(
-        fmt::format("this version of cnnc checks networks and prints their IR; code "
-                    "generation (--emit {}) is not available yet",
-                    *codegen.begin()));
+  EmitOptions emit;
+  emit.libraryPath = stem + ".a";
+  emit.headerPath = options.header.empty() ? stem + ".h" : options.header;
+  emit.emit = options.emit;
+  emit.target = options.target;
+  emit.log = log;
+  try {
+    emitLibrary(*net, emit);
+  } catch (const EmitError& e) {
+    throw UsageError(e.what());
+  } catch (const Halide::CompileError& e) {
+    throw UsageError(fmt::format("cannot compile for target '{}': {}", options.target, e.what()));
+  }
+  if (options.emit.count("lib")) {
+    std::cout << fmt::format("wrote {0}.a and {1}\nlink with: c++ -std=c++17 -O2 app.cpp {0}.a -lpthread -ldl -lz -o app\n",
+                             stem, emit.headerPath);
+  }
   return kExitSuccess;
 }
 

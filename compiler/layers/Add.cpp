@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "../LayerKinds.h"
+#include "../Lowering.h"
 
 namespace cnnc {
 
@@ -24,6 +25,18 @@ static double addFlops(const Layer& layer, const std::vector<Shape>& inputs) {
 LayerKindInfo addKind() {
   return {LayerKind::Add, "add",   {activationKey()}, 2, std::numeric_limits<int>::max(),
           addShape,       nullptr, addFlops};
+}
+
+
+LoweredLayer addForward(const ForwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  Halide::Expr sum = ctx.inputs[0]->func(c, x, y, n);
+  for (size_t i = 1; i < ctx.inputs.size(); ++i) sum = sum + ctx.inputs[i]->func(c, x, y, n);
+  LoweredLayer out;
+  out.value.func = Halide::Func(ctx.layer.name);
+  out.value.func(c, x, y, n) = applyActivation(sum, ctx.layer.identAttr("activation"));
+  out.value.shape = ctx.layer.outputShape;
+  return out;
 }
 
 }  // namespace cnnc

@@ -1,11 +1,26 @@
 // avgpool: the mean over each window; padded zeros count in the mean
 // (PyTorch's count_include_pad=True).
 #include "Pooling.h"
+#include "../Lowering.h"
 
 namespace cnnc {
 
 LayerKindInfo avgPoolKind() {
   return {LayerKind::AvgPool, "avgpool", poolingKeys(), 1, 1, poolingShape, nullptr, poolingFlops};
+}
+
+
+LoweredLayer avgPoolForward(const ForwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const Layer& layer = ctx.layer;
+  LoweredLayer out;
+  Halide::Func input = padded(*ctx.inputs[0], 0.0f, layer.name + "_padded");
+  PoolWindow window = poolWindow(layer);
+  out.value.func = Halide::Func(layer.name);
+  out.value.func(c, x, y, n) = Halide::sum(input(c, window.ix, window.iy, n)) * (1.0f / window.size);
+  out.value.shape = layer.outputShape;
+  out.stages["padded"] = input;
+  return out;
 }
 
 }  // namespace cnnc

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "../LayerKinds.h"
+#include "../Lowering.h"
 
 namespace cnnc {
 
@@ -28,6 +29,28 @@ static std::optional<Shape> concatShape(ShapeContext& ctx) {
 LayerKindInfo concatKind() {
   return {LayerKind::Concat, "concat", {},     2, std::numeric_limits<int>::max(),
           concatShape,       nullptr,  nullptr};
+}
+
+
+LoweredLayer concatForward(const ForwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  // Walk the inputs from the last: channel c belongs to the first input
+  // whose range holds it.
+  std::vector<int> offsets;
+  int total = 0;
+  for (const LoweredValue* in : ctx.inputs) offsets.push_back(total), total += static_cast<int>(in->shape.channels());
+  Halide::Expr value;
+  for (int i = static_cast<int>(ctx.inputs.size()) - 1; i >= 0; --i) {
+    int channels = static_cast<int>(ctx.inputs[i]->shape.channels());
+    Halide::Expr local = Halide::clamp(c - offsets[i], 0, channels - 1);
+    Halide::Expr read = ctx.inputs[i]->func(local, x, y, n);
+    value = value.defined() ? Halide::select(c < offsets[i] + channels, read, value) : read;
+  }
+  LoweredLayer out;
+  out.value.func = Halide::Func(ctx.layer.name);
+  out.value.func(c, x, y, n) = value;
+  out.value.shape = ctx.layer.outputShape;
+  return out;
 }
 
 }  // namespace cnnc

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "../LayerKinds.h"
+#include "../Lowering.h"
 
 namespace cnnc {
 
@@ -75,6 +76,55 @@ LayerKindInfo conv2dKind() {
           conv2dShape,
           conv2dParams,
           conv2dFlops};
+}
+
+
+// out(k, x, y, n) = act(bias(k) + sum_{ci,kx,ky} in(g*Cg + ci, x*sx - px + kx*dx, y*sy - py + ky*dy, n)
+//                                        * w(kx, ky, ci, k)),  g = k / (K/groups)
+LoweredLayer conv2dForward(const ForwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const Layer& layer = ctx.layer;
+  const LoweredValue& in = *ctx.inputs[0];
+  int K = static_cast<int>(layer.intAttr("filters")), groups = static_cast<int>(layer.intAttr("groups"));
+  int Cg = static_cast<int>(in.shape.channels()) / groups, Kg = K / groups;
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride");
+  Size2 pad = layer.sizeAttr("pad"), dilation = layer.sizeAttr("dilation");
+  bool hasBias = layer.boolAttr("bias");
+
+  LoweredLayer out;
+  Halide::Func input = padded(in, 0.0f, layer.name + "_padded");
+  // Weights packed with the output channel innermost (vectorized over k);
+  // a folded batchnorm scales them here for free.
+  Halide::Func weights(layer.name + "_weights"), bias(layer.name + "_bias");
+  Halide::Var kx("kx"), ky("ky"), ci("ci");
+  Halide::Expr w = ctx.params[0](kx, ky, ci, c);
+  Halide::Expr b = hasBias ? ctx.params[1](c) : Halide::Expr(0.0f);
+  if (ctx.foldedBatchNormLayer) {
+    auto [scale, shift] = batchNormScaleShift(*ctx.foldedBatchNormLayer, ctx.foldedBatchNorm);
+    out.stages["bn_scale"] = scale;
+    out.stages["bn_shift"] = shift;
+    w = w * scale(c);
+    b = b * scale(c) + shift(c);
+  }
+  weights(c, ci, kx, ky) = w;
+  bias(c) = b;
+
+  Halide::RDom r(0, Cg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
+  Halide::Expr inChannel = groups == 1 ? Halide::Expr(r.x) : (c / Kg) * Cg + r.x;
+  Halide::Expr ix = x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + r.y * static_cast<int>(dilation.w);
+  Halide::Expr iy = y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.z * static_cast<int>(dilation.h);
+  Halide::Func conv(layer.name + "_conv");
+  conv(c, x, y, n) = bias(c);
+  conv(c, x, y, n) += input(inChannel, ix, iy, n) * weights(c, r.x, r.y, r.z);
+
+  out.value.func = Halide::Func(layer.name);
+  out.value.func(c, x, y, n) = applyActivation(conv(c, x, y, n), layer.identAttr("activation"));
+  out.value.shape = layer.outputShape;
+  out.stages["padded"] = input;
+  out.stages["weights"] = weights;
+  out.stages["bias"] = bias;
+  out.stages["conv"] = conv;
+  return out;
 }
 
 }  // namespace cnnc

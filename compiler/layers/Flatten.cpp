@@ -1,5 +1,6 @@
 // flatten: CxHxW to a vector in C, H, W order (row-major, as PyTorch).
 #include "../LayerKinds.h"
+#include "../Lowering.h"
 
 namespace cnnc {
 
@@ -9,6 +10,25 @@ static std::optional<Shape> flattenShape(ShapeContext& ctx) {
 
 LayerKindInfo flattenKind() {
   return {LayerKind::Flatten, "flatten", {}, 1, 1, flattenShape, nullptr, nullptr};
+}
+
+
+LoweredLayer flattenForward(const ForwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const LoweredValue& in = *ctx.inputs[0];
+  LoweredLayer out;
+  out.value.shape = ctx.layer.outputShape;
+  if (!in.shape.isImage()) {
+    out.value.func = in.func;
+    return out;
+  }
+  // Feature f of C*H*W is (c, y, x) in row-major order: f = (c*H + y)*W + x.
+  int h = static_cast<int>(in.shape.height()), w = static_cast<int>(in.shape.width());
+  out.value.func = Halide::Func(ctx.layer.name);
+  out.value.func(c, x, y, n) = in.func(c / (h * w), c % w, (c / w) % h, n);
+  out.value.image = in.func;
+  out.value.imageShape = in.shape;
+  return out;
 }
 
 }  // namespace cnnc

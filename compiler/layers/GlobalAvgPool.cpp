@@ -1,5 +1,6 @@
 // global_avgpool: the mean of each channel over the whole image.
 #include "../LayerKinds.h"
+#include "../Lowering.h"
 
 namespace cnnc {
 
@@ -15,6 +16,19 @@ static double globalAvgPoolFlops(const Layer&, const std::vector<Shape>& inputs)
 LayerKindInfo globalAvgPoolKind() {
   return {LayerKind::GlobalAvgPool, "global_avgpool", {}, 1, 1, globalAvgPoolShape, nullptr,
           globalAvgPoolFlops};
+}
+
+
+LoweredLayer globalAvgPoolForward(const ForwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const LoweredValue& in = *ctx.inputs[0];
+  int w = static_cast<int>(in.shape.width()), h = static_cast<int>(in.shape.height());
+  Halide::RDom r(0, w, 0, h, "r");
+  LoweredLayer out;
+  out.value.func = Halide::Func(ctx.layer.name);
+  out.value.func(c, x, y, n) = Halide::sum(in.func(c, r.x, r.y, n)) * (1.0f / (w * h));
+  out.value.shape = ctx.layer.outputShape;
+  return out;
 }
 
 }  // namespace cnnc

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "../LayerKinds.h"
+#include "../Lowering.h"
 
 namespace cnnc {
 
@@ -33,6 +34,21 @@ inline std::optional<Shape> poolingShape(ShapeContext& ctx) {
 inline double poolingFlops(const Layer& layer, const std::vector<Shape>&) {
   Size2 kernel = layer.sizeAttr("kernel");
   return double(layer.outputShape.elements()) * double(kernel.h * kernel.w);
+}
+
+// The window RDom and the input position it reads, shared by both pools.
+struct PoolWindow {
+  Halide::RDom r;
+  Halide::Expr ix, iy;
+  int size;
+};
+
+inline PoolWindow poolWindow(const Layer& layer) {
+  const auto& v = layerVars();
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  Halide::RDom r(0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
+  return {r, v.x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + r.x,
+          v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.y, static_cast<int>(kernel.w * kernel.h)};
 }
 
 }  // namespace cnnc

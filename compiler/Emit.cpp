@@ -1,0 +1,188 @@
+#include "Emit.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <fmt/format.h>
+
+#include <Halide.h>
+
+#include "Diagnostics.h"
+#include "Lowering.h"
+#include "NetworkSchedule.h"
+
+namespace cnnc {
+
+// The runtime objects linked into every library, embedded at build time
+// (RuntimeObjects.S).
+extern "C" const char cnnc_runtime_objects_begin[];
+extern "C" const char cnnc_runtime_objects_end[];
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A scratch directory beside the output (so that renames stay on one file
+// system), removed with everything in it when done.
+class ScratchDirectory {
+ public:
+  explicit ScratchDirectory(const fs::path& near) {
+    std::random_device entropy;
+    fs::path parent = near.parent_path().empty() ? fs::path(".") : near.parent_path();
+    path_ = parent / fmt::format(".cnnc-{:08x}", entropy());
+    std::error_code error;
+    if (!fs::create_directory(path_, error))
+      throw EmitError(fmt::format("cannot create a scratch directory in '{}': {}", parent.string(), error.message()));
+  }
+  ~ScratchDirectory() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+void writeBytes(const fs::path& path, const char* data, size_t size) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data, static_cast<std::streamsize>(size));
+  out.flush();
+  if (!out) throw EmitError(fmt::format("cannot write '{}'", path.string()));
+}
+
+// Moves a finished file into place; a reader never sees a partial file.
+void commit(const fs::path& from, const fs::path& to) {
+  std::error_code error;
+  fs::rename(from, to, error);
+  if (error) throw EmitError(fmt::format("cannot write '{}': {}", to.string(), error.message()));
+}
+
+Halide::Target parseTarget(const std::string& text) {
+  Halide::Target target;
+  if (text == "host") {
+    target = Halide::get_host_target();
+  } else {
+    if (!Halide::Target::validate_target_string(text))
+      throw EmitError(fmt::format("invalid --target '{}' (a Halide target string such as "
+                                  "x86-64-linux-avx2-fma, or host)",
+                                  text));
+    target = Halide::Target(text);
+  }
+  return target.with_feature(Halide::Target::NoRuntime);
+}
+
+// Pins a buffer argument's dimensions to the layout the runtime passes: dense,
+// starting at 0, with the given extents (innermost first); the batch, last,
+// stays free unless `batch` is positive.
+template <typename BufferLike>
+void pinLayout(BufferLike buffer, const Shape& shape, int batch) {
+  std::vector<int> extents;
+  if (shape.isImage())
+    extents = {static_cast<int>(shape.width()), static_cast<int>(shape.height()), static_cast<int>(shape.channels())};
+  else
+    extents = {static_cast<int>(shape.dims[0])};
+  Halide::Expr stride = 1;
+  for (size_t d = 0; d < extents.size(); ++d) {
+    buffer.dim(d).set_bounds(0, extents[d]).set_stride(stride);
+    stride = stride * extents[d];
+  }
+  int last = static_cast<int>(extents.size());
+  buffer.dim(last).set_min(0).set_stride(stride);
+  if (batch > 0) buffer.dim(last).set_extent(batch);
+}
+
+std::vector<Halide::Argument> pipelineArguments(const LoweredNetwork& lowered) {
+  std::vector<Halide::Argument> args = {lowered.input};
+  for (const auto& param : lowered.params) args.push_back(param);
+  return args;
+}
+
+// The batch-N or batch-1 forward pass: input, parameters -> the last layer.
+Halide::Module forwardModule(const Network& net, const Halide::Target& target, bool batchOne,
+                             const std::string& name) {
+  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference);
+  ScheduleOptions options{target, batchOne};
+  scheduleForward(net, lowered, options);
+  int last = static_cast<int>(net.layers.size()) - 1;
+  Halide::Func output = lowered.apiOutput(last);
+  output.compute_root();
+  int batch = batchOne ? 1 : 0;
+  pinLayout(lowered.input, net.inputShape, batch);
+  pinLayout(output.output_buffer(), net.outputShape(), batch);
+  return Halide::Pipeline(output).compile_to_module(pipelineArguments(lowered), name, target);
+}
+
+// Every layer's output, for Model::activations (batchnorms not folded, so
+// that a conv's own output is what it shows).
+Halide::Module activationsModule(const Network& net, const Halide::Target& target, const std::string& name) {
+  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, /*foldBatchNorms=*/false);
+  scheduleForward(net, lowered, ScheduleOptions{target, false});
+  std::vector<Halide::Func> outputs;
+  for (size_t i = 0; i < net.layers.size(); ++i) {
+    Halide::Func out = lowered.apiOutput(static_cast<int>(i));
+    out.compute_root();
+    pinLayout(out.output_buffer(), net.layers[i].outputShape, 0);
+    outputs.push_back(out);
+  }
+  pinLayout(lowered.input, net.inputShape, 0);
+  return Halide::Pipeline(outputs).compile_to_module(pipelineArguments(lowered), name, target);
+}
+
+}  // namespace
+
+void emitLibrary(const Network& net, const EmitOptions& options) {
+  auto log = [&](const std::string& stage, const std::string& detail) {
+    if (options.log) options.log(stage, detail);
+  };
+  Halide::Target target = parseTarget(options.target);
+  fs::path library = options.libraryPath;
+  ScratchDirectory scratch(library);
+  std::string prefix = symbolPrefix(net);
+
+  bool wantLibrary = options.emit.count("lib") || options.emit.count("stmt") || options.emit.count("assembly");
+  if (wantLibrary) {
+    std::vector<Halide::Module> modules;
+    modules.push_back(forwardModule(net, target, false, prefix + "_forward"));
+    log("lower", "forward (batch N)");
+    modules.push_back(forwardModule(net, target, true, prefix + "_forward_one"));
+    log("lower", "forward (batch 1)");
+    modules.push_back(activationsModule(net, target, prefix + "_activations"));
+    log("lower", "activations");
+    Halide::Module linked = Halide::link_modules(prefix, modules);
+
+    std::map<Halide::OutputFileType, std::string> outputs = {
+        {Halide::OutputFileType::object, (scratch / "pipelines.o").string()}};
+    fs::path stem = library;
+    stem.replace_extension();
+    if (options.emit.count("stmt")) outputs[Halide::OutputFileType::stmt] = (scratch / "pipelines.stmt").string();
+    if (options.emit.count("assembly"))
+      outputs[Halide::OutputFileType::assembly] = (scratch / "pipelines.s").string();
+    linked.compile(outputs);
+    log("compile", fmt::format("pipelines for {}", target.to_string()));
+
+    if (options.emit.count("stmt")) commit(scratch / "pipelines.stmt", stem.string() + ".stmt");
+    if (options.emit.count("assembly")) commit(scratch / "pipelines.s", stem.string() + ".s");
+
+    if (options.emit.count("lib")) {
+      Halide::compile_standalone_runtime((scratch / "halide_runtime.o").string(), target);
+      writeBytes(scratch / "cnnc_runtime.o", cnnc_runtime_objects_begin,
+                 static_cast<size_t>(cnnc_runtime_objects_end - cnnc_runtime_objects_begin));
+      Halide::create_static_library({(scratch / "pipelines.o").string(), (scratch / "halide_runtime.o").string(),
+                                     (scratch / "cnnc_runtime.o").string()},
+                                    target, (scratch / "library.a").string());
+      commit(scratch / "library.a", library);
+      log("archive", library.string());
+    }
+  }
+  if (options.emit.count("header")) {
+    std::string header = generateHeader(net);
+    writeBytes(scratch / "header.h", header.data(), header.size());
+    commit(scratch / "header.h", options.headerPath);
+    log("header", options.headerPath);
+  }
+}
+
+}  // namespace cnnc

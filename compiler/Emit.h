@@ -1,0 +1,41 @@
+// Emission: builds each entry point's Halide pipeline from the IR, compiles
+// them for the target, and writes one static library (the pipelines, the
+// Halide runtime once, cnnc's runtime objects) and the network's header.
+// Every file is written under a temporary name and renamed into place.
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "Frontend.h"
+#include "IR.h"
+
+namespace cnnc {
+
+struct EmitOptions {
+  std::string libraryPath;  // OUT.a
+  std::string headerPath;   // OUT.h unless --header
+  std::set<std::string> emit;
+  std::string target = "host";
+  StageLog log;
+};
+
+// Throws EmitError for a problem the user can fix (a bad target string, an
+// unwritable path).
+void emitLibrary(const Network& net, const EmitOptions& options);
+
+struct EmitError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The header that declares the network's Model (self-contained C++17).
+std::string generateHeader(const Network& net);
+
+// A hash of the network's architecture (its IR without comments): recorded
+// in saved weights to tell networks apart.
+std::string architectureHash(const Network& net);
+
+// The C symbol prefix of a network's pipelines.
+std::string symbolPrefix(const Network& net);
+
+}  // namespace cnnc

@@ -1,0 +1,167 @@
+#include "Lowering.h"
+
+#include <fmt/format.h>
+
+#include "Diagnostics.h"
+
+namespace cnnc {
+
+using Halide::Expr;
+using Halide::Func;
+
+const LayerVars& layerVars() {
+  static const LayerVars vars;
+  return vars;
+}
+
+Expr applyActivation(const Expr& v, const std::string& activation, double alpha) {
+  if (activation == "none") return v;
+  if (activation == "relu") return Halide::max(v, 0.0f);
+  if (activation == "leaky_relu") return Halide::select(v > 0.0f, v, v * static_cast<float>(alpha));
+  if (activation == "sigmoid") return 1.0f / (1.0f + Halide::exp(-v));
+  if (activation == "tanh") return Halide::tanh(v);
+  internalError(__FILE__, __LINE__, "unknown activation " + activation);
+}
+
+Func padded(const LoweredValue& in, Expr value, const std::string& name) {
+  const auto& [c, x, y, n] = layerVars();
+  Expr w = static_cast<int>(in.shape.width()), h = static_cast<int>(in.shape.height());
+  Func f(name);
+  Expr inside = x >= 0 && x < w && y >= 0 && y < h;
+  f(c, x, y, n) = Halide::select(inside, in.func(c, Halide::clamp(x, 0, w - 1), Halide::clamp(y, 0, h - 1), n),
+                                 value);
+  return f;
+}
+
+std::pair<Func, Func> batchNormScaleShift(const Layer& bn, const std::vector<Func>& params) {
+  const Halide::Var& c = layerVars().c;
+  const Func &gamma = params[0], &beta = params[1], &mean = params[2], &var = params[3];
+  float eps = static_cast<float>(bn.floatAttr("eps"));
+  Func scale(bn.name + "_scale"), shift(bn.name + "_shift");
+  scale(c) = gamma(c) / Halide::sqrt(var(c) + eps);
+  shift(c) = beta(c) - mean(c) * scale(c);
+  return {scale, shift};
+}
+
+std::vector<int> halideDims(const ParamSpec& spec) {
+  std::vector<int> dims(spec.shape.rbegin(), spec.shape.rend());
+  return dims;
+}
+
+static LoweredLayer forwardOf(const ForwardContext& ctx) {
+  switch (ctx.layer.kind) {
+    case LayerKind::Conv2D: return conv2dForward(ctx);
+    case LayerKind::MaxPool: return maxPoolForward(ctx);
+    case LayerKind::AvgPool: return avgPoolForward(ctx);
+    case LayerKind::GlobalAvgPool: return globalAvgPoolForward(ctx);
+    case LayerKind::Flatten: return flattenForward(ctx);
+    case LayerKind::Dense: return denseForward(ctx);
+    case LayerKind::BatchNorm: return batchNormForward(ctx);
+    case LayerKind::Dropout: return dropoutForward(ctx);
+    case LayerKind::Add: return addForward(ctx);
+    case LayerKind::Concat: return concatForward(ctx);
+    case LayerKind::ReLU:
+    case LayerKind::LeakyReLU:
+    case LayerKind::Sigmoid:
+    case LayerKind::Tanh: return elementwiseForward(ctx);
+    case LayerKind::Softmax: return softmaxForward(ctx);
+  }
+  internalError(__FILE__, __LINE__, "layer kind without a forward algorithm");
+}
+
+// Inference folds a batchnorm into the convolution that feeds only it (and
+// applies no activation of its own before it).
+static std::vector<int> foldableBatchNorms(const Network& net) {
+  std::vector<int> consumers(net.layers.size(), 0);
+  for (const Layer& layer : net.layers)
+    for (int i : layer.inputs)
+      if (i != kInputIndex) ++consumers[i];
+  std::vector<int> foldedInto(net.layers.size(), -1);
+  for (size_t i = 0; i < net.layers.size(); ++i) {
+    const Layer& layer = net.layers[i];
+    if (layer.kind != LayerKind::BatchNorm || layer.inputs[0] == kInputIndex) continue;
+    int producer = layer.inputs[0];
+    const Layer& conv = net.layers[producer];
+    bool isLastLayer = producer == static_cast<int>(net.layers.size()) - 1;
+    if (conv.kind == LayerKind::Conv2D && conv.identAttr("activation") == "none" && consumers[producer] == 1 &&
+        !isLastLayer)
+      foldedInto[i] = producer;
+  }
+  return foldedInto;
+}
+
+LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms) {
+  const auto& [c, x, y, n] = layerVars();
+  LoweredNetwork lowered;
+  const Shape& inShape = net.inputShape;
+  lowered.input = Halide::ImageParam(Halide::Float(32), inShape.isImage() ? 4 : 2, "input");
+
+  // The network input in the internal layout.
+  LoweredValue input;
+  input.shape = inShape;
+  input.func = Func("input_internal");
+  if (inShape.isImage()) {
+    input.func(c, x, y, n) = lowered.input(x, y, c, n);
+    for (int d = 0; d < 3; ++d)
+      lowered.input.dim(d).set_bounds(0, static_cast<int>(inShape.dims[2 - d]));
+  } else {
+    input.func(c, x, y, n) = lowered.input(c, n);
+    lowered.input.dim(0).set_bounds(0, static_cast<int>(inShape.dims[0]));
+  }
+
+  // Parameters, as buffers with PyTorch's layout and exact bounds.
+  std::vector<std::vector<Func>> layerParams(net.layers.size());
+  for (size_t i = 0; i < net.layers.size(); ++i) {
+    for (const ParamSpec& spec : net.layers[i].params) {
+      std::vector<int> dims = halideDims(spec);
+      Halide::ImageParam param(Halide::Float(32), static_cast<int>(dims.size()),
+                               net.layers[i].name + "_" + spec.name);
+      for (size_t d = 0; d < dims.size(); ++d) param.dim(d).set_bounds(0, dims[d]);
+      lowered.params.push_back(param);
+      layerParams[i].push_back(param);
+    }
+  }
+
+  std::vector<int> foldedInto =
+      purpose == Purpose::Inference && foldBatchNorms ? foldableBatchNorms(net) : std::vector<int>(net.layers.size(), -1);
+  lowered.folded.assign(net.layers.size(), false);
+  std::vector<int> absorbs(net.layers.size(), -1);  // conv -> the batchnorm it absorbs
+  for (size_t i = 0; i < net.layers.size(); ++i)
+    if (foldedInto[i] >= 0) absorbs[foldedInto[i]] = static_cast<int>(i), lowered.folded[i] = true;
+
+  lowered.layers.reserve(net.layers.size());
+  for (size_t i = 0; i < net.layers.size(); ++i) {
+    const Layer& layer = net.layers[i];
+    ForwardContext ctx{net, layer, static_cast<int>(i), {}, layerParams[i], purpose};
+    for (int in : layer.inputs) ctx.inputs.push_back(in == kInputIndex ? &input : &lowered.layers[in].value);
+    if (lowered.folded[i]) {
+      // The conv before it already applied it.
+      LoweredLayer identity;
+      identity.value = *ctx.inputs[0];
+      identity.value.image.reset();
+      lowered.layers.push_back(identity);
+      continue;
+    }
+    if (absorbs[i] >= 0) {
+      ctx.foldedBatchNorm = layerParams[absorbs[i]];
+      ctx.foldedBatchNormLayer = &net.layers[absorbs[i]];
+    }
+    lowered.layers.push_back(forwardOf(ctx));
+    CNNC_INTERNAL_ASSERT(lowered.layers.back().value.shape == layer.outputShape,
+                         fmt::format("lowering of '{}' disagrees with its shape", layer.name));
+  }
+  return lowered;
+}
+
+Func LoweredNetwork::apiOutput(int layerIndex) const {
+  const auto& [c, x, y, n] = layerVars();
+  const LoweredValue& value = layers[layerIndex].value;
+  Func out(fmt::format("output{}", layerIndex));
+  if (value.shape.isImage())
+    out(x, y, c, n) = value.func(c, x, y, n);
+  else
+    out(c, n) = value.func(c, 0, 0, n);
+  return out;
+}
+
+}  // namespace cnnc

@@ -1,0 +1,99 @@
+// Lowering: the IR to Halide Funcs. Each layer kind's forward algorithm lives
+// in its file under layers/ (next to its shape rule); this file holds what
+// they share and the walk over the network. Schedules live in schedules/.
+//
+// Layout: every activation is a 4-D Func f(c, x, y, n) with channels
+// innermost (vectorizing over channels suits convolutions); a flat vector of
+// F features is f(c, 0, 0, n) with c < F. Parameters enter in PyTorch's
+// layout, so a Halide buffer's dimensions are PyTorch's reversed: a conv
+// weight [K, C/g, kh, kw] is w(kx, ky, ci, k).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <Halide.h>
+
+#include "IR.h"
+
+namespace cnnc {
+
+struct LayerVars {
+  Halide::Var c{"c"}, x{"x"}, y{"y"}, n{"n"};
+};
+const LayerVars& layerVars();
+
+enum class Purpose { Inference, Training };
+
+// One layer's output as Halide sees it.
+struct LoweredValue {
+  Halide::Func func;  // f(c, x, y, n)
+  Shape shape;        // the IR's shape
+  // A flatten keeps its image so that a dense layer reading it can iterate
+  // over (c, x, y) directly, without div/mod in its inner loop.
+  std::optional<Halide::Func> image;
+  Shape imageShape;
+};
+
+struct ForwardContext {
+  const Network& net;
+  const Layer& layer;
+  int layerIndex;
+  std::vector<const LoweredValue*> inputs;
+  std::vector<Halide::Func> params;  // in ParamSpec order, PyTorch layout
+  Purpose purpose;
+  // Inference folds a batchnorm into the convolution before it: the
+  // batchnorm's parameters, when this conv absorbs one.
+  std::vector<Halide::Func> foldedBatchNorm;
+  const Layer* foldedBatchNormLayer = nullptr;
+};
+
+// What a layer's forward algorithm produces: its output and the named
+// intermediate Funcs that its schedule needs to see.
+struct LoweredLayer {
+  LoweredValue value;
+  std::map<std::string, Halide::Func> stages;
+};
+
+// Forward algorithms, one per kind (defined in layers/).
+LoweredLayer conv2dForward(const ForwardContext& ctx);
+LoweredLayer maxPoolForward(const ForwardContext& ctx);
+LoweredLayer avgPoolForward(const ForwardContext& ctx);
+LoweredLayer globalAvgPoolForward(const ForwardContext& ctx);
+LoweredLayer flattenForward(const ForwardContext& ctx);
+LoweredLayer denseForward(const ForwardContext& ctx);
+LoweredLayer batchNormForward(const ForwardContext& ctx);
+LoweredLayer dropoutForward(const ForwardContext& ctx);
+LoweredLayer addForward(const ForwardContext& ctx);
+LoweredLayer concatForward(const ForwardContext& ctx);
+LoweredLayer elementwiseForward(const ForwardContext& ctx);  // relu, leaky_relu, sigmoid, tanh
+LoweredLayer softmaxForward(const ForwardContext& ctx);
+
+// Helpers shared by the algorithms.
+Halide::Expr applyActivation(const Halide::Expr& v, const std::string& activation, double alpha = 0.01);
+// `in` read with `value` outside [0, W) x [0, H), for padded windows.
+Halide::Func padded(const LoweredValue& in, Halide::Expr value, const std::string& name);
+// The batchnorm's per-channel scale and shift in inference:
+// y = x * scale(c) + shift(c).
+std::pair<Halide::Func, Halide::Func> batchNormScaleShift(const Layer& bn,
+                                                          const std::vector<Halide::Func>& params);
+
+// The whole network's forward pass over an NCHW input.
+struct LoweredNetwork {
+  Halide::ImageParam input;                 // NCHW: (w, h, c, n), or (features, n)
+  std::vector<Halide::ImageParam> params;   // every ParamSpec of every layer, in order
+  std::vector<LoweredLayer> layers;         // internal layout
+  std::vector<bool> folded;                 // batchnorms folded into their conv
+  // A layer's output in the API's layout: NCHW (w, h, c, n), or (c, n) when flat.
+  Halide::Func apiOutput(int layerIndex) const;
+};
+
+// `foldBatchNorms` (inference only) folds batchnorms into the convs before them.
+LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms = true);
+
+// Halide's buffer dimensions of a parameter: PyTorch's shape reversed.
+std::vector<int> halideDims(const ParamSpec& spec);
+
+}  // namespace cnnc

@@ -1,0 +1,27 @@
+// Default schedules for a lowered network: which layers are materialized and
+// how each kind's loops are tiled, vectorized and parallelized. Kept apart
+// from the algorithms in compiler/layers/.
+#pragma once
+
+#include <Halide.h>
+
+#include "IR.h"
+#include "Lowering.h"
+
+namespace cnnc {
+
+struct ScheduleOptions {
+  Halide::Target target;
+  bool batchOne = false;  // the latency entry point: parallelize within an example
+};
+
+// Natural vector width in floats: 16 with AVX-512, 8 with AVX2, 4 otherwise.
+int floatVectorWidth(const Halide::Target& target);
+
+// True for layers whose output is computed where it is used (elementwise
+// layers, flatten, dropout at inference) instead of stored.
+bool isInlined(const Layer& layer);
+
+void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options);
+
+}  // namespace cnnc
