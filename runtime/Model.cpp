@@ -7,6 +7,7 @@
 #include <HalideRuntime.h>
 
 #include "Random.h"
+#include "Safetensors.h"
 
 namespace cnnc {
 
@@ -132,6 +133,30 @@ int ModelBase::predict(const float* example) {
   std::vector<float> out(info_.outputSize);
   forward(example, 1, out.data());
   return static_cast<int>(std::max_element(out.begin(), out.end()) - out.begin());
+}
+
+void ModelBase::load(const std::string& path) {
+  safetensors::File file = safetensors::read(path);
+  std::vector<safetensors::ExpectedTensor> expected;
+  for (int i = 0; i < info_.paramCount; ++i) {
+    const ParamInfo& p = info_.params[i];
+    expected.push_back({p.name, std::vector<int64_t>(p.shape, p.shape + p.rank)});
+  }
+  // A checkpoint's optimizer state and PyTorch's batchnorm step counters are
+  // not weights.
+  safetensors::check(file, expected, path, {"optimizer."}, {".num_batches_tracked"});
+  for (int i = 0; i < info_.paramCount; ++i) params_[i] = file.find(info_.params[i].name)->data;
+  activationsValid_ = false;
+}
+
+void ModelBase::save(const std::string& path) const {
+  safetensors::File file;
+  file.metadata = {{"format", "cnnc"}, {"network", info_.name}, {"architecture", info_.architectureHash}};
+  for (int i = 0; i < info_.paramCount; ++i) {
+    const ParamInfo& p = info_.params[i];
+    file.tensors.push_back({p.name, "F32", std::vector<int64_t>(p.shape, p.shape + p.rank), params_[i]});
+  }
+  safetensors::write(path, file);
 }
 
 int ModelBase::paramIndex(const std::string& name) const {

@@ -9,21 +9,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
-namespace cnnc {
+#include "Error.h"
 
-#ifndef CNNC_RUNTIME_ERROR_DEFINED
-#define CNNC_RUNTIME_ERROR_DEFINED
-// Every error of a generated library: the message names the file, tensor or
-// argument at fault.
-class Error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-#endif
+namespace cnnc {
 
 // A compiled pipeline's `_argv` entry point: buffers in argument order.
 using PipelineEntry = int (*)(void** arguments);

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build clang-14 libclang-rt-14-dev
-  libhalide14-0-dev libfmt-dev catch2 zlib1g-dev libpng-dev
+  libhalide14-0-dev libfmt-dev catch2 zlib1g-dev libpng-dev nlohmann-json3-dev
   python3-torch python3-numpy libopenblas0-pthread
   dataset-fashion-mnist
 )

@@ -1,0 +1,150 @@
+"""Every example network's forward pass, cnnc against PyTorch.
+
+    python3 test_forward.py CNNC [NETWORK...]
+
+For each network: cnnc compiles it to NET.a + NET.h; a small app built with
+exactly the link line cnnc prints loads weights that PyTorch wrote as
+safetensors (random, batchnorm statistics included), runs forward on random
+inputs (batch 3, and batch 1 through the latency entry point), and saves the
+weights back. The outputs must agree with torch's eval() forward to 1e-4
+relative, and the saved weights must be the ones loaded, bit for bit.
+"""
+
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+import netfile
+import safetensors_io
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TOLERANCE = 1e-4
+
+APP = r"""
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <vector>
+#include "NET.h"
+
+static std::vector<float> readFloats(const char* path, size_t n) {
+  std::vector<float> v(n);
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(v.data()), n * sizeof(float));
+  if (!in) { std::fprintf(stderr, "short read %s\n", path); std::exit(3); }
+  return v;
+}
+
+int main(int argc, char** argv) {
+  // app WEIGHTS INPUT N OUTPUT SAVED
+  int n = std::atoi(argv[3]);
+  size_t inputSize = NET::kNetwork.inputSize;
+  std::vector<float> x = readFloats(argv[2], n * inputSize);
+  try {
+    NET::Model model(7);
+    model.load(argv[1]);
+    std::vector<float> out(n * NET::kOutputs), one(NET::kOutputs);
+    model.forward(x.data(), n, out.data());
+    for (int i = 0; i < n; ++i) {  // batch 1 goes through its own entry point
+      model.forward(x.data() + i * inputSize, 1, one.data());
+      for (int k = 0; k < NET::kOutputs; ++k)
+        out.push_back(one[k]);
+    }
+    std::ofstream(argv[4], std::ios::binary).write(reinterpret_cast<char*>(out.data()), out.size() * sizeof(float));
+    model.save(argv[5]);
+  } catch (const cnnc::Error& e) {
+    std::fprintf(stderr, "cnnc::Error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+"""
+
+
+def randomize(model, generator):
+    """Random weights with some spread, and batchnorm statistics that matter."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+            elif name.endswith("running_mean") or name.endswith(".bias"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.2 - 0.1)
+            elif name.endswith(".weight") and tensor.dim() == 1:  # batchnorm scale
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+
+
+def check_network(cnnc, path, work):
+    net = netfile.load(path)
+    model = netfile.build_model(net).eval()
+    generator = torch.Generator().manual_seed(11)
+    randomize(model, generator)
+    batch = 3 if net.input[-1] < 100 else 1
+    x = torch.rand((batch,) + net.input, generator=generator)
+    with torch.no_grad():
+        want = model(x).reshape(batch, -1).numpy()
+
+    weights = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    safetensors_io.write(work / "weights.safetensors", weights)
+    x.numpy().astype("<f4").tofile(work / "input.bin")
+
+    compiled = subprocess.run([cnnc, str(path), "-o", str(work / f"{net.name}.a")], capture_output=True, text=True)
+    if compiled.returncode != 0:
+        return [f"cnnc failed: {compiled.stderr.strip()}"]
+    link = re.search(r"link with: (.*)", compiled.stdout).group(1)
+    (work / "app.cpp").write_text(APP.replace("NET", net.name))
+    command = shlex.split(link)
+    command = [w if w != "app.cpp" else str(work / "app.cpp") for w in command]
+    command[command.index("-o") + 1] = str(work / "app")
+    built = subprocess.run(command + ["-I", str(work)], capture_output=True, text=True)
+    if built.returncode != 0:
+        return [f"app does not build with the printed line: {built.stderr.strip()[:2000]}"]
+    ran = subprocess.run([str(work / "app"), str(work / "weights.safetensors"), str(work / "input.bin"), str(batch),
+                          str(work / "output.bin"), str(work / "saved.safetensors")], capture_output=True, text=True)
+    if ran.returncode != 0:
+        return [f"app failed: {ran.stderr.strip()}"]
+    got = np.fromfile(work / "output.bin", dtype="<f4").reshape(2, batch, -1)
+    problems = []
+    scale = max(np.abs(want).max(), 1e-6)
+    for label, values in (("batch", got[0]), ("batch 1", got[1])):
+        error = np.abs(values - want).max() / scale
+        print(f"     {net.name} {label}: max error {error:.2e} of output scale {scale:.3g}")
+        if not error <= TOLERANCE:
+            problems.append(f"{label}: max error {error:.2e} relative to the output scale")
+    saved, metadata = safetensors_io.read(work / "saved.safetensors")
+    if metadata.get("format") != "cnnc" or metadata.get("network") != net.name:
+        problems.append(f"saved metadata {metadata}")
+    for name, tensor in weights.items():
+        if name not in saved or not np.array_equal(saved[name], tensor.numpy()):
+            problems.append(f"saved tensor {name} differs from the loaded one")
+    if set(saved) != set(weights):
+        problems.append(f"saved tensors {sorted(set(saved) ^ set(weights))} differ")
+    return problems
+
+
+def main(argv):
+    cnnc = argv[1]
+    only = set(argv[2:])
+    passed = failed = 0
+    for path in sorted((ROOT / "examples").glob("*.net")):
+        if only and path.stem not in only:
+            continue
+        with tempfile.TemporaryDirectory() as work:
+            problems = check_network(cnnc, path, pathlib.Path(work))
+        print(("FAIL " if problems else "ok   ") + path.stem + "".join(f"\n     {p}" for p in problems), flush=True)
+        failed += bool(problems)
+        passed += not problems
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or passed == 0 else 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    sys.exit(main(sys.argv))
