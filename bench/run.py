@@ -1,0 +1,140 @@
+"""cnnc against PyTorch, side by side in one run (see BENCHMARKS.md).
+
+    python3 bench/run.py [--build DIR] [--reps N] [WORKLOAD ...]
+
+Each workload is a .net file and a batch size. The network is built in
+PyTorch from the same file (tests/pytorch/netfile.py) with random weights,
+which cnnc loads too; outputs must agree to 1e-4 relative before anything is
+timed. Then, after a warm-up, single forward passes alternate between the two
+sides, N times each; the table gives medians and minima, the ratio
+(PyTorch / cnnc, above 1 means cnnc is faster) and cnnc's share of the FP32
+peak measured by an FMA loop in the same run. Both sides use 2 threads.
+"""
+
+import argparse
+import os
+import pathlib
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "pytorch"))
+import netfile  # noqa: E402
+import safetensors_io  # noqa: E402
+
+WORKLOADS = {
+    "W1": ("bench/workloads/w1_conv3x3_128.net", 5),
+    "W2a/N1": ("bench/workloads/w2_conv3x3_64.net", 1),
+    "W2a/N8": ("bench/workloads/w2_conv3x3_64.net", 8),
+    "W2b/N1": ("bench/workloads/w2_conv1x1_256.net", 1),
+    "W2b/N8": ("bench/workloads/w2_conv1x1_256.net", 8),
+    "W2c/N1": ("bench/workloads/w2_conv7x7_s2.net", 1),
+    "W2c/N8": ("bench/workloads/w2_conv7x7_s2.net", 8),
+    "W2d/N1": ("bench/workloads/w2_conv3x3_s2_128.net", 1),
+    "W2d/N8": ("bench/workloads/w2_conv3x3_s2_128.net", 8),
+    "W3/N1": ("examples/lenet5.net", 1),
+    "W3/N256": ("examples/lenet5.net", 256),
+    "W5-18/N1": ("examples/resnet18.net", 1),
+    "W5-18/N8": ("examples/resnet18.net", 8),
+    "W5-50/N1": ("bench/workloads/resnet50.net", 1),
+    "W5-50/N8": ("bench/workloads/resnet50.net", 8),
+}
+
+
+def forward_mflops(cnnc, net_path):
+    out = subprocess.run([cnnc, "check", str(net_path)], capture_output=True, text=True, check=True).stdout
+    return float(re.search(r"([\d.]+) MFLOPs per example", out).group(1))
+
+
+def peak(bench):
+    return float(subprocess.run([bench, "peak", "2"], capture_output=True, text=True, check=True).stdout)
+
+
+def run_workload(name, net_path, batch, build, reps, work):
+    cnnc_bin, bench = str(build / "compiler" / "cnnc"), str(build / "bench" / "cnnc_bench")
+    net = netfile.load(net_path)
+    model = netfile.build_model(net).eval()
+    torch.manual_seed(3)
+    x = torch.rand((batch,) + net.input)
+    weights = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    safetensors_io.write(work / "w.safetensors", weights)
+    x.numpy().astype("<f4").tofile(work / "x.bin")
+    with torch.no_grad():
+        want = model(x).reshape(batch, -1).numpy()
+
+    env = dict(os.environ, HL_NUM_THREADS="2")
+    server = subprocess.Popen([bench, "serve", str(net_path), str(batch), str(work / "w.safetensors"),
+                               str(work / "x.bin"), str(work / "y.bin")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    ready = server.stdout.readline().split()
+    if not ready or ready[0] != "ready":
+        raise RuntimeError(f"{name}: cnnc_bench did not start")
+    got = np.fromfile(work / "y.bin", dtype="<f4").reshape(batch, -1)
+    error = np.abs(got - want).max() / max(np.abs(want).max(), 1e-6)
+    if not error <= 1e-4:
+        raise RuntimeError(f"{name}: cnnc and PyTorch disagree (max error {error:.2e})")
+
+    def cnnc_once():
+        server.stdin.write("run 1\n")
+        server.stdin.flush()
+        return float(server.stdout.readline().split()[0])
+
+    def torch_once():
+        with torch.no_grad():
+            start = time.perf_counter()
+            model(x)
+            return (time.perf_counter() - start) * 1e3
+
+    for _ in range(3):  # warm-up
+        cnnc_once(), torch_once()
+    ours, theirs = [], []
+    for _ in range(reps):
+        ours.append(cnnc_once())
+        theirs.append(torch_once())
+    server.stdin.write("quit\n")
+    server.stdin.flush()
+    server.wait()
+    gflop = forward_mflops(cnnc_bin, net_path) * batch / 1e3
+    peak_gflops = peak(bench)
+    ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+    return {
+        "name": name, "file": net_path.name, "batch": batch,
+        "ours": (ours_median, min(ours)), "theirs": (theirs_median, min(theirs)),
+        "ratio": theirs_median / ours_median,
+        "gflops": gflop / (ours_median / 1e3), "peak": peak_gflops, "error": error,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=str(ROOT / "build"))
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("workloads", nargs="*", default=list(WORKLOADS))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    build = pathlib.Path(args.build)
+    print(f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(f"# command: python3 bench/run.py {' '.join(sys.argv[1:])}")
+    print("| workload | network | batch | cnnc ms (median / min) | PyTorch ms (median / min) | PyTorch/cnnc "
+          "| cnnc GFLOP/s | share of peak (peak GFLOP/s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.workloads:
+            path, batch = WORKLOADS[name]
+            r = run_workload(name, ROOT / path, batch, build, args.reps, pathlib.Path(work))
+            print(f"| {r['name']} | {r['file']} | {r['batch']} | {r['ours'][0]:.3f} / {r['ours'][1]:.3f} "
+                  f"| {r['theirs'][0]:.3f} / {r['theirs'][1]:.3f} | {r['ratio']:.2f} | {r['gflops']:.1f} "
+                  f"| {100 * r['gflops'] / r['peak']:.1f}% ({r['peak']:.0f}) |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
