@@ -55,6 +55,7 @@ struct ForwardContext {
 struct LoweredLayer {
   LoweredValue value;
   std::map<std::string, Halide::Func> stages;
+  std::map<std::string, Halide::RDom> reductions;  // a stage's reduction domain
 };
 
 // Forward algorithms, one per kind (defined in layers/).

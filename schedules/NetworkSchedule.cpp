@@ -1,5 +1,7 @@
 #include "NetworkSchedule.h"
 
+#include "Conv2DSchedule.h"
+
 namespace cnnc {
 
 using Halide::Func;
@@ -47,25 +49,6 @@ void parallelRows(Func f, const ScheduleOptions& options) {
   }
 }
 
-void scheduleConv(const Layer& layer, LoweredLayer& lowered, const ScheduleOptions& options) {
-  const auto& [c, x, y, n] = layerVars();
-  int vec = vectorFor(layer.outputShape.channels(), floatVectorWidth(options.target));
-  Func out = lowered.value.func;
-  Func conv = lowered.stages.at("conv");
-  lowered.stages.at("weights").compute_root().vectorize(c, vec, TailStrategy::GuardWithIf);
-  lowered.stages.at("bias").compute_root();
-  for (const char* stage : {"bn_scale", "bn_shift"})
-    if (lowered.stages.count(stage)) lowered.stages.at(stage).compute_root();
-
-  // A strip of four output columns at a time keeps its accumulators close.
-  Var xo("xo"), xi("xi");
-  out.compute_root().split(x, xo, xi, 4, TailStrategy::GuardWithIf).reorder(c, xi, xo, y, n)
-      .vectorize(c, vec, TailStrategy::GuardWithIf);
-  parallelRows(out, options);
-  conv.compute_at(out, xo).vectorize(c, vec, TailStrategy::GuardWithIf);
-  conv.update().reorder(c, x, y, n).vectorize(c, vec, TailStrategy::GuardWithIf);
-}
-
 void scheduleChannelwise(LoweredLayer& lowered, int64_t channels, const ScheduleOptions& options) {
   const auto& v = layerVars();
   int vec = vectorFor(channels, floatVectorWidth(options.target));
@@ -104,7 +87,14 @@ void scheduleForward(const Network& net, LoweredNetwork& lowered, const Schedule
       continue;
     }
     switch (layer.kind) {
-      case LayerKind::Conv2D: scheduleConv(layer, lowered_layer, options); break;
+      case LayerKind::Conv2D: {
+        int producer = layer.inputs[0];
+        bool materialized = producer != kInputIndex && !isInlined(net.layers[producer]);
+        const Shape& in = net.shapeOf(producer);
+        scheduleConv2D(layer, lowered_layer, defaultConv2DKnobs(layer, in, options.target, materialized),
+                       options.batchOne);
+        break;
+      }
       case LayerKind::Dense: scheduleDense(layer, lowered_layer, options); break;
       case LayerKind::Softmax: scheduleSoftmax(lowered_layer); break;
       default: scheduleChannelwise(lowered_layer, layer.outputShape.channels(), options); break;

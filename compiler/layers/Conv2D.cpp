@@ -92,25 +92,33 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   bool hasBias = layer.boolAttr("bias");
 
   LoweredLayer out;
-  Halide::Func input = padded(in, 0.0f, layer.name + "_padded");
-  // Weights packed with the output channel innermost (vectorized over k);
-  // a folded batchnorm scales them here for free.
+  // The input as the conv reads it: zero-padded when pad > 0. The schedule
+  // materializes it or reads the producer directly.
+  Halide::Func input(layer.name + "_input");
+  if (pad.h > 0 || pad.w > 0)
+    input = padded(in, 0.0f, layer.name + "_input");
+  else
+    input(c, x, y, n) = in.func(c, x, y, n);
+  // Weights packed with the output channel innermost (vectorized over k)
+  // and zero beyond K, so that the schedule may round the channels up to
+  // whole register tiles; a folded batchnorm scales them here for free.
   Halide::Func weights(layer.name + "_weights"), bias(layer.name + "_bias");
   Halide::Var kx("kx"), ky("ky"), ci("ci");
-  Halide::Expr w = ctx.params[0](kx, ky, ci, c);
-  Halide::Expr b = hasBias ? ctx.params[1](c) : Halide::Expr(0.0f);
+  Halide::Expr k = Halide::min(c, K - 1);
+  Halide::Expr w = ctx.params[0](kx, ky, ci, k);
+  Halide::Expr b = hasBias ? ctx.params[1](k) : Halide::Expr(0.0f);
   if (ctx.foldedBatchNormLayer) {
     auto [scale, shift] = batchNormScaleShift(*ctx.foldedBatchNormLayer, ctx.foldedBatchNorm);
     out.stages["bn_scale"] = scale;
     out.stages["bn_shift"] = shift;
-    w = w * scale(c);
-    b = b * scale(c) + shift(c);
+    w = w * scale(k);
+    b = b * scale(k) + shift(k);
   }
-  weights(c, ci, kx, ky) = w;
-  bias(c) = b;
+  weights(c, ci, kx, ky) = Halide::select(c < K, w, 0.0f);
+  bias(c) = Halide::select(c < K, b, 0.0f);
 
   Halide::RDom r(0, Cg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
-  Halide::Expr inChannel = groups == 1 ? Halide::Expr(r.x) : (c / Kg) * Cg + r.x;
+  Halide::Expr inChannel = groups == 1 ? Halide::Expr(r.x) : Halide::min(c / Kg, groups - 1) * Cg + r.x;
   Halide::Expr ix = x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + r.y * static_cast<int>(dilation.w);
   Halide::Expr iy = y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.z * static_cast<int>(dilation.h);
   Halide::Func conv(layer.name + "_conv");
@@ -120,10 +128,11 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   out.value.func = Halide::Func(layer.name);
   out.value.func(c, x, y, n) = applyActivation(conv(c, x, y, n), layer.identAttr("activation"));
   out.value.shape = layer.outputShape;
-  out.stages["padded"] = input;
+  out.stages["input"] = input;
   out.stages["weights"] = weights;
   out.stages["bias"] = bias;
   out.stages["conv"] = conv;
+  out.reductions["conv"] = r;
   return out;
 }
 

@@ -1,0 +1,91 @@
+#include "Conv2DSchedule.h"
+
+#include <algorithm>
+
+#include "NetworkSchedule.h"
+
+namespace cnnc {
+
+using Halide::Func;
+using Halide::RVar;
+using Halide::TailStrategy;
+using Halide::Var;
+
+Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
+                               bool inputMaterialized) {
+  Conv2DKnobs knobs;
+  int natural = floatVectorWidth(target);
+  bool avx512 = natural == 16;
+  bool fma = target.has_feature(Halide::Target::FMA) || avx512;
+  int accumulators = avx512 ? 20 : fma ? 12 : 8;
+  knobs.vectorWidth = natural;
+  knobs.channelVectors = avx512 ? 4 : fma ? 3 : 2;
+  int64_t filters = layer.outputShape.channels();
+  // Narrow layers: the smallest vector that holds them, no wider than natural.
+  while (knobs.vectorWidth > 4 && knobs.vectorWidth / 2 >= filters) knobs.vectorWidth /= 2;
+  int64_t vectors = (filters + knobs.vectorWidth - 1) / knobs.vectorWidth;
+  knobs.channelVectors = static_cast<int>(std::min<int64_t>(knobs.channelVectors, vectors));
+  // Spend the remaining accumulators on columns.
+  knobs.tileX = static_cast<int>(std::min<int64_t>(accumulators / knobs.channelVectors, layer.outputShape.width()));
+  knobs.tileX = std::max(knobs.tileX, 1);
+  int64_t inputChannels = input.channels() / layer.intAttr("groups");
+  knobs.reductionUnroll = inputChannels % 2 == 0 ? 2 : 1;
+  Size2 pad = layer.sizeAttr("pad");
+  knobs.materializeInput = pad.h > 0 || pad.w > 0 || !inputMaterialized;
+  return knobs;
+}
+
+void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs, bool batchOne) {
+  const auto& [c, x, y, n] = layerVars();
+  Func out = lowered.value.func;
+  Func conv = lowered.stages.at("conv");
+  Func weights = lowered.stages.at("weights");
+  Func input = lowered.stages.at("input");
+  int vec = knobs.vectorWidth, tileC = vec * knobs.channelVectors;
+
+  // Parameters: packed once per call (tiny next to the convolution).
+  weights.compute_root().vectorize(c, vec, TailStrategy::RoundUp);
+  lowered.stages.at("bias").compute_root().vectorize(c, vec, TailStrategy::RoundUp);
+  for (const char* stage : {"bn_scale", "bn_shift"})
+    if (lowered.stages.count(stage)) lowered.stages.at(stage).compute_root();
+
+  if (knobs.materializeInput) {
+    input.compute_root().vectorize(c, std::min<int>(vec, 8), TailStrategy::GuardWithIf);
+    Var yn("yn");
+    if (batchOne)
+      input.parallel(y);
+    else
+      input.fuse(y, n, yn).parallel(yn);
+  }
+
+  // The output in register tiles: tileC channels x tileX columns of one row.
+  // Channels round up to whole tiles (the packed weights are zero there).
+  Var co("co"), ci("ci"), xo("xo"), xi("xi"), task("task");
+  out.compute_root()
+      .split(c, co, ci, tileC, TailStrategy::RoundUp)
+      .split(x, xo, xi, knobs.tileX, TailStrategy::ShiftInwards)
+      .reorder(ci, xi, xo, y, n, co)
+      .vectorize(ci, vec)
+      .unroll(ci)
+      .unroll(xi);
+  if (batchOne)
+    out.fuse(y, co, task).parallel(task);
+  else
+    out.fuse(y, n, task).fuse(task, co, task).parallel(task);
+
+  // Accumulate the tile over the whole reduction in registers.
+  const Halide::RDom& r = lowered.reductions.at("conv");
+  RVar rc = r.x, rkx = r.y, rky = r.z;
+  conv.compute_at(out, xo).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
+  conv.update()
+      .reorder(c, x, y, rc, rkx, rky, n)
+      .vectorize(c, vec)
+      .unroll(c)
+      .unroll(x)
+      .unroll(y);
+  if (knobs.reductionUnroll > 1) conv.update().unroll(rc, knobs.reductionUnroll);
+  // The tile's weights in registers for each input channel.
+  weights.in().compute_at(conv, rc).vectorize(c, vec).unroll(c);
+}
+
+}  // namespace cnnc

@@ -1,0 +1,33 @@
+// The convolution schedule template: a register tile of output channels x
+// output columns accumulated over the whole reduction, after Halide's
+// apps/conv_layer. The knobs are named so that a tuner (and --schedule files)
+// can set them per layer.
+#pragma once
+
+#include <string>
+
+#include <Halide.h>
+
+#include "IR.h"
+#include "Lowering.h"
+
+namespace cnnc {
+
+struct Conv2DKnobs {
+  int vectorWidth = 16;     // floats per vector: output channels per lane group
+  int channelVectors = 4;   // vectors of output channels in the register tile
+  int tileX = 5;            // output columns in the register tile
+  int reductionUnroll = 2;  // input channels unrolled in the inner loop
+  bool materializeInput = false;  // compute the (padded) input once, before the conv
+};
+
+// Defaults reasoned from the target's registers: AVX-512 has 32 vector
+// registers and one load per FMA, so a 4x5 tile of 20 accumulators; AVX2
+// has 16, so 3x4; SSE (no FMA) 2x4. Few output channels get narrower
+// vectors and wider rows of columns instead.
+Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
+                               bool inputMaterialized);
+
+void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs, bool batchOne);
+
+}  // namespace cnnc
