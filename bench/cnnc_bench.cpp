@@ -42,7 +42,7 @@ static int serve(const std::string& path, int batch, const std::string& weights,
   LoweredNetwork lowered = lowerNetwork(*net, Purpose::Inference);
   scheduleForward(*net, lowered, ScheduleOptions{target, batch == 1});
   Halide::Func output = lowered.apiOutput(static_cast<int>(net->layers.size()) - 1);
-  output.compute_root();
+  scheduleApiOutput(output, net->outputShape(), ScheduleOptions{target, batch == 1});
   Halide::Pipeline pipeline(output);
   pipeline.compile_jit(target);
 

@@ -76,9 +76,9 @@ Halide::Target parseTarget(const std::string& text) {
 
 // Pins a buffer argument's dimensions to the layout the runtime passes: dense,
 // starting at 0, with the given extents (innermost first); the batch, last,
-// stays free unless `batch` is positive.
+// stays free.
 template <typename BufferLike>
-void pinLayout(BufferLike buffer, const Shape& shape, int batch) {
+void pinLayout(BufferLike buffer, const Shape& shape) {
   std::vector<int> extents;
   if (shape.isImage())
     extents = {static_cast<int>(shape.width()), static_cast<int>(shape.height()), static_cast<int>(shape.channels())};
@@ -91,7 +91,6 @@ void pinLayout(BufferLike buffer, const Shape& shape, int batch) {
   }
   int last = static_cast<int>(extents.size());
   buffer.dim(last).set_min(0).set_stride(stride);
-  if (batch > 0) buffer.dim(last).set_extent(batch);
 }
 
 std::vector<Halide::Argument> pipelineArguments(const LoweredNetwork& lowered) {
@@ -108,10 +107,12 @@ Halide::Module forwardModule(const Network& net, const Halide::Target& target, b
   scheduleForward(net, lowered, options);
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
-  output.compute_root();
-  int batch = batchOne ? 1 : 0;
-  pinLayout(lowered.input, net.inputShape, batch);
-  pinLayout(output.output_buffer(), net.outputShape(), batch);
+  scheduleApiOutput(output, net.outputShape(), options);
+  // The batch stays a free extent even for the batch-1 entry point: pinning
+  // it to 1 made Halide 14 drop the whole body of a dense pipeline split
+  // with rfactor (an empty function that returns success).
+  pinLayout(lowered.input, net.inputShape);
+  pinLayout(output.output_buffer(), net.outputShape());
   return Halide::Pipeline(output).compile_to_module(pipelineArguments(lowered), name, target);
 }
 
@@ -123,11 +124,11 @@ Halide::Module activationsModule(const Network& net, const Halide::Target& targe
   std::vector<Halide::Func> outputs;
   for (size_t i = 0; i < net.layers.size(); ++i) {
     Halide::Func out = lowered.apiOutput(static_cast<int>(i));
-    out.compute_root();
-    pinLayout(out.output_buffer(), net.layers[i].outputShape, 0);
+    scheduleApiOutput(out, net.layers[i].outputShape, ScheduleOptions{target, false});
+    pinLayout(out.output_buffer(), net.layers[i].outputShape);
     outputs.push_back(out);
   }
-  pinLayout(lowered.input, net.inputShape, 0);
+  pinLayout(lowered.input, net.inputShape);
   return Halide::Pipeline(outputs).compile_to_module(pipelineArguments(lowered), name, target);
 }
 

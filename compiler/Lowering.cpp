@@ -138,7 +138,6 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
       // The conv before it already applied it.
       LoweredLayer identity;
       identity.value = *ctx.inputs[0];
-      identity.value.image.reset();
       lowered.layers.push_back(identity);
       continue;
     }

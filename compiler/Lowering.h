@@ -31,10 +31,6 @@ enum class Purpose { Inference, Training };
 struct LoweredValue {
   Halide::Func func;  // f(c, x, y, n)
   Shape shape;        // the IR's shape
-  // A flatten keeps its image so that a dense layer reading it can iterate
-  // over (c, x, y) directly, without div/mod in its inner loop.
-  std::optional<Halide::Func> image;
-  Shape imageShape;
 };
 
 struct ForwardContext {

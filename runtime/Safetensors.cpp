@@ -136,7 +136,9 @@ File parse(const uint8_t* bytes, size_t size, const std::string& source) {
     std::string name;
   };
   std::vector<Range> ranges;
-  for (const auto& [name, entry] : header.items()) {
+  for (const auto& item : header.items()) {
+    const std::string& name = item.key();
+    const json& entry = item.value();
     if (name == "__metadata__") {
       if (!entry.is_object()) throw fail("__metadata__ is not an object");
       for (const auto& [key, value] : entry.items()) {

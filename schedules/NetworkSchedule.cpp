@@ -56,14 +56,54 @@ void scheduleChannelwise(LoweredLayer& lowered, int64_t channels, const Schedule
   parallelRows(lowered.value.func, options);
 }
 
-void scheduleDense(const Layer& layer, LoweredLayer& lowered, const ScheduleOptions& options) {
+// Dense layers. One example: dot products along PyTorch's contiguous weight
+// rows, the reduction split across vector lanes (4 vectors, so 4 FMA chains).
+// Batches: the weights transposed once per call, then register tiles of
+// units accumulated over the whole reduction for each example.
+void scheduleDense(const Layer& layer, LoweredLayer& lowered, bool inputIsStoredVector, const ScheduleOptions& options) {
   const auto& v = layerVars();
-  int vec = vectorFor(layer.outputShape.channels(), floatVectorWidth(options.target));
+  int vec = floatVectorWidth(options.target);
   Func out = lowered.value.func, sum = lowered.stages.at("sum");
-  out.compute_root().vectorize(v.c, vec, TailStrategy::GuardWithIf);
-  if (!options.batchOne) out.parallel(v.n);
-  sum.compute_at(out, v.n).vectorize(v.c, vec, TailStrategy::GuardWithIf);
-  sum.update().vectorize(v.c, vec, TailStrategy::GuardWithIf);
+  const Halide::RDom& r = lowered.reductions.at("sum");
+  int64_t units = layer.outputShape.channels(), features = layer.params[0].shape[1];
+  lowered.stages.at("bias").compute_root();
+  if (!inputIsStoredVector) lowered.stages.at("flat").compute_root();
+  bool big = units * features >= (1 << 20);
+  if (options.batchOne) {
+    Var u("u"), lane("lane");
+    out.compute_root();
+    if (big) {
+      Var co("co"), ci("ci");
+      out.split(v.c, co, ci, 16, TailStrategy::GuardWithIf).parallel(co);
+      sum.compute_at(out, ci);
+    } else {
+      sum.compute_at(out, v.c);
+    }
+    Halide::RVar ro("ro"), ri("ri");
+    int lanes = features >= 4 * vec ? 4 * vec : vec;
+    sum.update().split(r.x, ro, ri, lanes, TailStrategy::GuardWithIf);
+    Func partial = sum.update().rfactor(ri, lane);
+    partial.compute_at(sum, v.c).vectorize(lane, vec).unroll(lane);
+    partial.update().vectorize(lane, vec).unroll(lane);
+    return;
+  }
+  int vecs = static_cast<int>(std::min<int64_t>(4, (units + vec - 1) / vec));
+  Func packed = lowered.stages.at("packed");
+  Var f("f"), fo("fo"), fi("fi");
+  packed.compute_root()
+      .vectorize(v.c, vec, TailStrategy::RoundUp)
+      .split(f, fo, fi, 64, TailStrategy::GuardWithIf)
+      .parallel(fo);
+  Var co("co"), ci("ci"), task("task");
+  out.compute_root()
+      .split(v.c, co, ci, vec * vecs, TailStrategy::RoundUp)
+      .reorder(ci, co, v.n)
+      .vectorize(ci, vec)
+      .unroll(ci)
+      .fuse(co, v.n, task)
+      .parallel(task);
+  sum.compute_at(out, task).vectorize(v.c, vec).unroll(v.c);
+  sum.update().reorder(v.c, r.x).vectorize(v.c, vec).unroll(v.c);
 }
 
 void scheduleSoftmax(LoweredLayer& lowered) {
@@ -76,6 +116,28 @@ void scheduleSoftmax(LoweredLayer& lowered) {
 }
 
 }  // namespace
+
+void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& options) {
+  const auto& [c, x, y, n] = layerVars();
+  int vec = floatVectorWidth(options.target);
+  output.compute_root();
+  if (!shape.isImage()) {
+    if (shape.dims[0] >= vec) output.vectorize(c, vec, TailStrategy::ShiftInwards);
+    return;
+  }
+  if (shape.width() >= vec && shape.channels() >= vec) {
+    Var xo("xo"), xi("xi"), co("co"), ci("ci");
+    output.tile(x, c, xo, co, xi, ci, vec, vec, TailStrategy::ShiftInwards)
+        .reorder(xi, ci, xo, co, y, n)
+        .vectorize(xi)
+        .unroll(ci);
+  }
+  Var yn("yn");
+  if (options.batchOne)
+    output.parallel(y);
+  else
+    output.fuse(y, n, yn).parallel(yn);
+}
 
 void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options) {
   for (size_t i = 0; i < net.layers.size(); ++i) {
@@ -95,7 +157,13 @@ void scheduleForward(const Network& net, LoweredNetwork& lowered, const Schedule
                        options.batchOne);
         break;
       }
-      case LayerKind::Dense: scheduleDense(layer, lowered_layer, options); break;
+      case LayerKind::Dense: {
+        int producer = layer.inputs[0];
+        bool storedVector = producer != kInputIndex && net.shapeOf(producer).isFlat() &&
+                            !isInlined(net.layers[producer]);
+        scheduleDense(layer, lowered_layer, storedVector, options);
+        break;
+      }
       case LayerKind::Softmax: scheduleSoftmax(lowered_layer); break;
       default: scheduleChannelwise(lowered_layer, layer.outputShape.channels(), options); break;
     }

@@ -24,4 +24,8 @@ bool isInlined(const Layer& layer);
 
 void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options);
 
+// A layer's output in the API's layout (LoweredNetwork::apiOutput): an image
+// is transposed from channels-innermost to NCHW in 16x16 tiles.
+void scheduleApiOutput(Halide::Func output, const Shape& shape, const ScheduleOptions& options);
+
 }  // namespace cnnc

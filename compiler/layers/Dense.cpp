@@ -32,32 +32,47 @@ LayerKindInfo denseKind() {
 }
 
 
-// out(o, n) = act(bias(o) + sum_f in(f, n) * w(f, o)); an image input is read
-// in place as f = (c*H + y)*W + x.
+// out(o, n) = act(bias(o) + sum_f in(f, n) * w(f, o)), where an image input
+// is read as a vector in PyTorch's flatten order f = (c*H + y)*W + x.
 LoweredLayer denseForward(const ForwardContext& ctx) {
   const auto& [c, x, y, n] = layerVars();
   const Layer& layer = ctx.layer;
   const LoweredValue& in = *ctx.inputs[0];
   const Halide::Func& weight = ctx.params[0];
-  Halide::Func image = in.image ? *in.image : in.func;
-  Shape imageShape = in.image ? in.imageShape : in.shape;
+  int units = static_cast<int>(layer.intAttr("units"));
+  int features = static_cast<int>(in.shape.elements());
 
-  Halide::Func sum(layer.name + "_sum");
-  sum(c, n) = layer.boolAttr("bias") ? ctx.params[1](c) : Halide::Expr(0.0f);
-  if (imageShape.isImage()) {
-    int C = static_cast<int>(imageShape.channels()), H = static_cast<int>(imageShape.height());
-    int W = static_cast<int>(imageShape.width());
-    Halide::RDom r(0, C, 0, W, 0, H, "r");
-    sum(c, n) += image(r.x, r.y, r.z, n) * weight((r.x * H + r.z) * W + r.y, c);
+  Halide::Func flat(layer.name + "_flat");
+  if (in.shape.isImage()) {
+    int h = static_cast<int>(in.shape.height()), w = static_cast<int>(in.shape.width());
+    flat(c, n) = in.func(c / (h * w), c % w, (c / w) % h, n);
   } else {
-    Halide::RDom r(0, static_cast<int>(imageShape.dims[0]), "r");
-    sum(c, n) += image(r.x, 0, 0, n) * weight(r.x, c);
+    flat(c, n) = in.func(c, 0, 0, n);
   }
+  // The weights as w(unit, feature): inlined, this reads PyTorch's layout
+  // (features contiguous, for batch 1); stored, it is a transposed copy with
+  // units innermost and zero beyond `units` (for batches, vectorized over
+  // units).
+  Halide::Func packed(layer.name + "_packed"), bias(layer.name + "_bias");
+  Halide::Var f("f");
+  packed(c, f) = Halide::select(c < units, weight(f, Halide::min(c, units - 1)), 0.0f);
+  bias(c) = layer.boolAttr("bias") ? Halide::select(c < units, ctx.params[1](Halide::min(c, units - 1)), 0.0f)
+                                   : Halide::Expr(0.0f);
+
+  Halide::RDom r(0, features, "r");
+  Halide::Func sum(layer.name + "_sum");
+  sum(c, n) = bias(c);
+  sum(c, n) += flat(r, n) * packed(c, r);
+
   LoweredLayer out;
   out.value.func = Halide::Func(layer.name);
   out.value.func(c, x, y, n) = applyActivation(sum(c, n), layer.identAttr("activation"));
   out.value.shape = layer.outputShape;
+  out.stages["flat"] = flat;
+  out.stages["packed"] = packed;
+  out.stages["bias"] = bias;
   out.stages["sum"] = sum;
+  out.reductions["sum"] = r;
   return out;
 }
 

@@ -26,8 +26,6 @@ LoweredLayer flattenForward(const ForwardContext& ctx) {
   int h = static_cast<int>(in.shape.height()), w = static_cast<int>(in.shape.width());
   out.value.func = Halide::Func(ctx.layer.name);
   out.value.func(c, x, y, n) = in.func(c / (h * w), c % w, (c / w) % h, n);
-  out.value.image = in.func;
-  out.value.imageShape = in.shape;
   return out;
 }
 

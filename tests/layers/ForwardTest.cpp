@@ -55,7 +55,7 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   scheduleForward(net, lowered, ScheduleOptions{target, batch == 1});
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
-  output.compute_root();
+  scheduleApiOutput(output, net.outputShape(), ScheduleOptions{target, batch == 1});
   lowered.input.set(view(input));
   size_t p = 0;
   for (const Layer& layer : net.layers)
@@ -96,6 +96,8 @@ const ForwardCase kCases[] = {
     {"16x5x5", "flatten\ndense units=12 activation=relu", 3},
     {"16x5x5", "dense units=7", 1},
     {"37", "dense units=13 bias=false activation=sigmoid", 4},
+    {"784", "dense units=100 activation=relu\ndense units=10\nsoftmax", 1},
+    {"300", "dense units=70", 1},
     // batchnorm (a conv absorbs it at inference), dropout, activations
     {"4x9x7", "conv2d filters=6 kernel=3 bias=false\nbatchnorm\nrelu", 2},
     {"4x9x7", "batchnorm eps=1e-3", 2},

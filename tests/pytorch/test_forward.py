@@ -117,6 +117,8 @@ def check_network(cnnc, path, work):
         error = np.abs(values - want).max() / scale
         print(f"     {net.name} {label}: max error {error:.2e} of output scale {scale:.3g}")
         if not error <= TOLERANCE:
+            print(f"     first outputs: cnnc {values[0][:6]}, PyTorch {want[0][:6]}")
+        if not error <= TOLERANCE:
             problems.append(f"{label}: max error {error:.2e} relative to the output scale")
     saved, metadata = safetensors_io.read(work / "saved.safetensors")
     if metadata.get("format") != "cnnc" or metadata.get("network") != net.name:
