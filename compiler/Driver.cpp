@@ -167,6 +167,25 @@ int run(const Options& options) {
     if (log) log("emit", "wrote " + path);
   }
   EmitOptions emit;
+  if (!options.schedule.empty()) {
+    Diagnostics scheduleDiags;
+    std::optional<SourceFile> scheduleSource;
+    try {
+      scheduleSource.emplace(SourceFile::read(options.schedule, scheduleDiags));
+    } catch (const StageFailed&) {
+    }
+    std::optional<ScheduleOverrides> overrides;
+    if (scheduleSource) {
+      scheduleDiags.setSource(&*scheduleSource);
+      overrides = parseScheduleFile(*scheduleSource, *net, scheduleDiags);
+    }
+    if (!overrides) {
+      std::cerr << scheduleDiags.render();
+      return kExitUserError;
+    }
+    emit.schedule = *overrides;
+    if (log) log("schedule", fmt::format("{}: knobs for {} layers", options.schedule, overrides->size()));
+  }
   emit.libraryPath = stem + ".a";
   emit.headerPath = options.header.empty() ? stem + ".h" : options.header;
   emit.emit = options.emit;

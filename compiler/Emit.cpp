@@ -101,9 +101,9 @@ std::vector<Halide::Argument> pipelineArguments(const LoweredNetwork& lowered) {
 
 // The batch-N or batch-1 forward pass: input, parameters -> the last layer.
 Halide::Module forwardModule(const Network& net, const Halide::Target& target, bool batchOne,
-                             const std::string& name) {
+                             const ScheduleOverrides& overrides, const std::string& name) {
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference);
-  ScheduleOptions options{target, batchOne};
+  ScheduleOptions options{target, batchOne, &overrides};
   scheduleForward(net, lowered, options);
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
@@ -146,9 +146,9 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
   bool wantLibrary = options.emit.count("lib") || options.emit.count("stmt") || options.emit.count("assembly");
   if (wantLibrary) {
     std::vector<Halide::Module> modules;
-    modules.push_back(forwardModule(net, target, false, prefix + "_forward"));
+    modules.push_back(forwardModule(net, target, false, options.schedule, prefix + "_forward"));
     log("lower", "forward (batch N)");
-    modules.push_back(forwardModule(net, target, true, prefix + "_forward_one"));
+    modules.push_back(forwardModule(net, target, true, options.schedule, prefix + "_forward_one"));
     log("lower", "forward (batch 1)");
     modules.push_back(activationsModule(net, target, prefix + "_activations"));
     log("lower", "activations");

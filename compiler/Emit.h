@@ -9,6 +9,7 @@
 
 #include "Frontend.h"
 #include "IR.h"
+#include "ScheduleFile.h"
 
 namespace cnnc {
 
@@ -17,6 +18,7 @@ struct EmitOptions {
   std::string headerPath;   // OUT.h unless --header
   std::set<std::string> emit;
   std::string target = "host";
+  ScheduleOverrides schedule;  // from --schedule
   StageLog log;
 };
 

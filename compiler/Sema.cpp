@@ -561,6 +561,7 @@ class Analyzer {
     return false;
   }
 
+ public:
   std::optional<Value> parseValue(const KeySpec& spec, const ValueNode& node) {
     if (node.isList()) {
       diags_.error(node.loc, fmt::format("'{}' takes a single value, not a list", spec.name));
@@ -635,6 +636,7 @@ class Analyzer {
     return std::nullopt;
   }
 
+ private:
   bool checkElements(const Shape& shape, const Location& loc, const std::string& what) {
     int64_t n = 1;
     for (int64_t d : shape.dims) {
@@ -670,6 +672,10 @@ class Analyzer {
 
 Network analyze(const FileAST& file, Diagnostics& diags) {
   return Analyzer(diags).run(file);
+}
+
+std::optional<Value> parseKeyValue(const KeySpec& spec, const ValueNode& node, Diagnostics& diags) {
+  return Analyzer(diags).parseValue(spec, node);
 }
 
 }  // namespace cnnc

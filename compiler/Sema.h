@@ -20,4 +20,8 @@ Network analyze(const FileAST& file, Diagnostics& diags);
 struct KeySpec;
 const std::vector<KeySpec>& trainKeys();
 
+// A written value checked against a key's type and range (errors located at
+// the value); shared with the other files in .net syntax (schedule files).
+std::optional<Value> parseKeyValue(const KeySpec& spec, const ValueNode& node, Diagnostics& diags);
+
 }  // namespace cnnc

@@ -40,6 +40,20 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
   return knobs;
 }
 
+void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const Layer& layer) {
+  for (const Attribute& a : values) {
+    if (a.key == "vector_width") knobs.vectorWidth = static_cast<int>(std::get<int64_t>(a.value));
+    if (a.key == "channel_vectors") knobs.channelVectors = static_cast<int>(std::get<int64_t>(a.value));
+    if (a.key == "tile_x") knobs.tileX = static_cast<int>(std::get<int64_t>(a.value));
+    if (a.key == "reduction_unroll") knobs.reductionUnroll = static_cast<int>(std::get<int64_t>(a.value));
+    if (a.key == "materialize_input") knobs.materializeInput = std::get<bool>(a.value);
+  }
+  knobs.tileX = static_cast<int>(std::min<int64_t>(knobs.tileX, layer.outputShape.width()));
+  // Padding is applied by the materialized input stage.
+  Size2 pad = layer.sizeAttr("pad");
+  knobs.materializeInput = knobs.materializeInput || pad.h > 0 || pad.w > 0;
+}
+
 void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs, bool batchOne) {
   const auto& [c, x, y, n] = layerVars();
   Func out = lowered.value.func;

@@ -153,8 +153,10 @@ void scheduleForward(const Network& net, LoweredNetwork& lowered, const Schedule
         int producer = layer.inputs[0];
         bool materialized = producer != kInputIndex && !isInlined(net.layers[producer]);
         const Shape& in = net.shapeOf(producer);
-        scheduleConv2D(layer, lowered_layer, defaultConv2DKnobs(layer, in, options.target, materialized),
-                       options.batchOne);
+        Conv2DKnobs knobs = defaultConv2DKnobs(layer, in, options.target, materialized);
+        if (options.overrides && options.overrides->count(static_cast<int>(i)))
+          applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
+        scheduleConv2D(layer, lowered_layer, knobs, options.batchOne);
         break;
       }
       case LayerKind::Dense: {

@@ -7,12 +7,14 @@
 
 #include "IR.h"
 #include "Lowering.h"
+#include "ScheduleFile.h"
 
 namespace cnnc {
 
 struct ScheduleOptions {
   Halide::Target target;
   bool batchOne = false;  // the latency entry point: parallelize within an example
+  const ScheduleOverrides* overrides = nullptr;  // knobs from a schedule file
 };
 
 // Natural vector width in floats: 16 with AVX-512, 8 with AVX2, 4 otherwise.

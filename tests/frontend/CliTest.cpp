@@ -89,3 +89,16 @@ TEST_CASE("cli: --emit ir writes the IR beside the output, atomically", "[cli]")
   CHECK(reparsed.output.find("total: 61,706 parameters") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("cli: a bad schedule file is a located error and writes nothing", "[cli]") {
+  fs::path dir = fs::temp_directory_path() / fmt::format("cnnc-sched-{}", ::getpid());
+  fs::create_directories(dir);
+  std::ofstream(dir / "bad.sched") << "# knobs\nconv1: conv2d tile_x=4\nfc1: conv2d tile_x=2\n";
+  Run run = runCnnc(fmt::format("{} -o '{}' --schedule '{}'", example("lenet5.net"), (dir / "net.a").string(),
+                                (dir / "bad.sched").string()));
+  CHECK(run.status == 1);
+  CHECK(run.output.find("bad.sched:3:6: error: layer 'fc1' is a dense, not a conv2d") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "net.a"));
+  CHECK_FALSE(fs::exists(dir / "net.h"));
+  fs::remove_all(dir);
+}

@@ -37,7 +37,8 @@ Halide::Buffer<float> view(ref::Tensor& t) {
 }
 
 // The largest error relative to the output's scale, over every layer.
-double compareWithReference(const std::string& text, int batch, const Halide::Target& target) {
+double compareWithReference(const std::string& text, int batch, const Halide::Target& target,
+                            const ScheduleOverrides* overrides = nullptr) {
   Network net = test::mustAnalyze(text);
   std::mt19937 rng(1234);
   std::vector<int64_t> inShape = {batch};
@@ -52,7 +53,7 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   std::vector<ref::Tensor> expected = ref::evaluate(net, input, params);
 
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference);
-  scheduleForward(net, lowered, ScheduleOptions{target, batch == 1});
+  scheduleForward(net, lowered, ScheduleOptions{target, batch == 1, overrides});
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
   scheduleApiOutput(output, net.outputShape(), ScheduleOptions{target, batch == 1});
@@ -134,6 +135,29 @@ TEST_CASE("forward: AVX2 and SSE targets compile and match too", "[forward]") {
       const ForwardCase& c = kCases[i];
       std::string text = fmt::format("network t\ninput {}\n{}\n", c.input, c.layers);
       DYNAMIC_SECTION(targetName << " | " << c.layers) { CHECK(compareWithReference(text, c.batch, target) < 1e-4); }
+    }
+  }
+}
+
+TEST_CASE("forward: convolutions stay correct under other knob values", "[forward]") {
+  Halide::Target host = Halide::get_jit_target_from_environment();
+  const char* text = "network t\ninput 6x11x13\nc: conv2d filters=20 kernel=3 pad=1 groups=2 activation=relu\n";
+  struct Knobs {
+    int64_t vectorWidth, channelVectors, tileX, unroll;
+    bool materialize;
+  };
+  for (Knobs k : {Knobs{4, 1, 1, 1, false}, Knobs{8, 3, 7, 3, true}, Knobs{16, 2, 32, 1, true}}) {
+    ScheduleOverrides overrides = {{0,
+                                    {{"vector_width", k.vectorWidth},
+                                     {"channel_vectors", k.channelVectors},
+                                     {"tile_x", k.tileX},
+                                     {"reduction_unroll", k.unroll},
+                                     {"materialize_input", k.materialize}}}};
+    for (int batch : {1, 3}) {
+      DYNAMIC_SECTION("vector " << k.vectorWidth << " x " << k.channelVectors << ", tile " << k.tileX << ", batch "
+                                << batch) {
+        CHECK(compareWithReference(text, batch, host, &overrides) < 1e-4);
+      }
     }
   }
 }
