@@ -48,6 +48,12 @@ WORKLOADS = {
     "W5-50/N8": ("bench/workloads/resnet50.net", 8),
 }
 
+# W6: how long cnnc takes to compile a network into a library and header.
+COMPILE_WORKLOADS = {
+    "W6/lenet5": "examples/lenet5.net",
+    "W6/resnet50": "bench/workloads/resnet50.net",
+}
+
 
 def forward_mflops(cnnc, net_path):
     out = subprocess.run([cnnc, "check", str(net_path)], capture_output=True, text=True, check=True).stdout
@@ -113,11 +119,17 @@ def run_workload(name, net_path, batch, build, reps, work):
     }
 
 
+def compile_seconds(cnnc, net_path, work):
+    start = time.perf_counter()
+    subprocess.run([cnnc, str(net_path), "-o", str(work / "compiled.a")], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default=str(ROOT / "build"))
     parser.add_argument("--reps", type=int, default=10)
-    parser.add_argument("workloads", nargs="*", default=list(WORKLOADS))
+    parser.add_argument("workloads", nargs="*", default=list(WORKLOADS) + list(COMPILE_WORKLOADS))
     args = parser.parse_args()
     torch.set_num_threads(2)
     build = pathlib.Path(args.build)
@@ -129,11 +141,20 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         for name in args.workloads:
+            if name in COMPILE_WORKLOADS:
+                continue
             path, batch = WORKLOADS[name]
             r = run_workload(name, ROOT / path, batch, build, args.reps, pathlib.Path(work))
             print(f"| {r['name']} | {r['file']} | {r['batch']} | {r['ours'][0]:.3f} / {r['ours'][1]:.3f} "
                   f"| {r['theirs'][0]:.3f} / {r['theirs'][1]:.3f} | {r['ratio']:.2f} | {r['gflops']:.1f} "
                   f"| {100 * r['gflops'] / r['peak']:.1f}% ({r['peak']:.0f}) |", flush=True)
+        compiles = [name for name in args.workloads if name in COMPILE_WORKLOADS]
+        if compiles:
+            print("\n| workload | network | cnnc wall time, s |\n|---|---|---|")
+        for name in compiles:
+            path = ROOT / COMPILE_WORKLOADS[name]
+            seconds = compile_seconds(str(build / "compiler" / "cnnc"), path, pathlib.Path(work))
+            print(f"| {name} | {path.name} | {seconds:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const 
   knobs.materializeInput = knobs.materializeInput || pad.h > 0 || pad.w > 0;
 }
 
-void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs, bool batchOne) {
+void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
+                    const ScheduleOptions& options) {
   const auto& [c, x, y, n] = layerVars();
   Func out = lowered.value.func;
   Func conv = lowered.stages.at("conv");
@@ -70,11 +71,7 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
 
   if (knobs.materializeInput) {
     input.compute_root().vectorize(c, std::min<int>(vec, 8), TailStrategy::GuardWithIf);
-    Var yn("yn");
-    if (batchOne)
-      input.parallel(y);
-    else
-      input.fuse(y, n, yn).parallel(yn);
+    parallelRows(input, options, layer.forwardFlops);
   }
 
   // The output in register tiles: tileC channels x tileX columns of one row.
@@ -89,10 +86,7 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
       .unroll(xi);
   // Rows are the parallel tasks; a row's channel tiles share its input rows
   // in cache.
-  if (batchOne)
-    out.parallel(y);
-  else
-    out.fuse(y, n, task).parallel(task);
+  parallelRows(out, options, layer.forwardFlops);
 
   // Accumulate the tile over the whole reduction in registers.
   const Halide::RDom& r = lowered.reductions.at("conv");

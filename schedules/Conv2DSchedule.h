@@ -31,6 +31,8 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
 // Sets the knobs a schedule file gives (tile_x at most the output width).
 void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const Layer& layer);
 
-void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs, bool batchOne);
+struct ScheduleOptions;
+void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
+                    const ScheduleOptions& options);
 
 }  // namespace cnnc

@@ -29,6 +29,17 @@ bool isInlined(const Layer& layer) {
   }
 }
 
+void parallelRows(Func f, const ScheduleOptions& options, double flops) {
+  constexpr double kSerialFlops = 2e6;
+  const auto& v = layerVars();
+  if (!options.batchOne) {
+    Var yn("yn");
+    f.fuse(v.y, v.n, yn).parallel(yn);
+  } else if (flops >= kSerialFlops) {
+    f.parallel(v.y);
+  }
+}
+
 namespace {
 
 // The vector width for `channels`: the natural one, or less for few channels.
@@ -38,22 +49,12 @@ int vectorFor(int64_t channels, int natural) {
   return width;
 }
 
-// Parallel over rows and examples (or rows alone for a single example).
-void parallelRows(Func f, const ScheduleOptions& options) {
-  const auto& v = layerVars();
-  if (options.batchOne) {
-    f.parallel(v.y);
-  } else {
-    Var yn("yn");
-    f.fuse(v.y, v.n, yn).parallel(yn);
-  }
-}
 
-void scheduleChannelwise(LoweredLayer& lowered, int64_t channels, const ScheduleOptions& options) {
+void scheduleChannelwise(const Layer& layer, LoweredLayer& lowered, const ScheduleOptions& options) {
   const auto& v = layerVars();
-  int vec = vectorFor(channels, floatVectorWidth(options.target));
+  int vec = vectorFor(layer.outputShape.channels(), floatVectorWidth(options.target));
   lowered.value.func.compute_root().vectorize(v.c, vec, TailStrategy::GuardWithIf);
-  parallelRows(lowered.value.func, options);
+  parallelRows(lowered.value.func, options, layer.forwardFlops);
 }
 
 // Dense layers. One example: dot products along PyTorch's contiguous weight
@@ -70,7 +71,7 @@ void scheduleDense(const Layer& layer, LoweredLayer& lowered, bool inputIsStored
   if (!inputIsStoredVector) lowered.stages.at("flat").compute_root();
   bool big = units * features >= (1 << 20);
   if (options.batchOne) {
-    Var u("u"), lane("lane");
+    Var lane("lane");
     out.compute_root();
     if (big) {
       Var co("co"), ci("ci");
@@ -132,11 +133,7 @@ void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& o
         .vectorize(xi)
         .unroll(ci);
   }
-  Var yn("yn");
-  if (options.batchOne)
-    output.parallel(y);
-  else
-    output.fuse(y, n, yn).parallel(yn);
+  parallelRows(output, options, double(shape.elements()));
 }
 
 void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options) {
@@ -156,7 +153,7 @@ void scheduleForward(const Network& net, LoweredNetwork& lowered, const Schedule
         Conv2DKnobs knobs = defaultConv2DKnobs(layer, in, options.target, materialized);
         if (options.overrides && options.overrides->count(static_cast<int>(i)))
           applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
-        scheduleConv2D(layer, lowered_layer, knobs, options.batchOne);
+        scheduleConv2D(layer, lowered_layer, knobs, options);
         break;
       }
       case LayerKind::Dense: {
@@ -167,7 +164,7 @@ void scheduleForward(const Network& net, LoweredNetwork& lowered, const Schedule
         break;
       }
       case LayerKind::Softmax: scheduleSoftmax(lowered_layer); break;
-      default: scheduleChannelwise(lowered_layer, layer.outputShape.channels(), options); break;
+      default: scheduleChannelwise(layer, lowered_layer, options); break;
     }
   }
 }

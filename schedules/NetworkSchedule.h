@@ -20,6 +20,10 @@ struct ScheduleOptions {
 // Natural vector width in floats: 16 with AVX-512, 8 with AVX2, 4 otherwise.
 int floatVectorWidth(const Halide::Target& target);
 
+// Rows (and examples) as parallel tasks. A single example whose work is
+// below about 2 MFLOP stays on one thread: waking the thread pool costs more.
+void parallelRows(Halide::Func f, const ScheduleOptions& options, double flops);
+
 // True for layers whose output is computed where it is used (elementwise
 // layers, flatten, dropout at inference) instead of stored.
 bool isInlined(const Layer& layer);
