@@ -144,8 +144,15 @@ void ModelBase::load(const std::string& path) {
   }
   // A checkpoint's optimizer state and PyTorch's batchnorm step counters are
   // not weights.
-  safetensors::check(file, expected, path, {"optimizer."}, {".num_batches_tracked"});
-  for (int i = 0; i < info_.paramCount; ++i) params_[i] = file.find(info_.params[i].name)->data;
+  safetensors::check(file, expected, path, {safetensors::kOptimizerPrefix},
+                     {".num_batches_tracked"});
+  // Moved, not copied: a large network's weights are held once.
+  for (int i = 0; i < info_.paramCount; ++i) {
+    auto tensor =
+        std::find_if(file.tensors.begin(), file.tensors.end(),
+                     [&](const safetensors::Tensor& t) { return t.name == info_.params[i].name; });
+    params_[i] = std::move(tensor->data);
+  }
   activationsValid_ = false;
 }
 

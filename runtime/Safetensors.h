@@ -1,9 +1,11 @@
 // safetensors (an 8-byte little-endian header length, a JSON header, raw
 // little-endian data), read with every field checked: a malformed or lying
 // file is refused with a cnnc::Error naming the file and the field or tensor
-// at fault, never read out of bounds.
+// at fault, never read out of bounds, and never the cause of an allocation
+// larger than a small multiple of the file's size.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -11,39 +13,61 @@
 
 namespace cnnc::safetensors {
 
+// The reference implementation's limit on the header's size.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+// Names under this prefix hold a training checkpoint's optimizer state, not
+// the network's parameters.
+inline constexpr char kOptimizerPrefix[] = "optimizer.";
+
 struct Tensor {
   std::string name;
-  std::string dtype;             // as stored: F32, F64, F16, BF16, I64, ...
+  std::string dtype = "F32";  // as stored: F32, F64, F16, BF16, I64, ... (cnnc writes F32)
   std::vector<int64_t> shape;
-  std::vector<float> data;       // converted to float for floating dtypes; empty otherwise
-  bool isFloat() const { return dtype == "F32" || dtype == "F64" || dtype == "F16" || dtype == "BF16"; }
+  std::vector<float> data;  // row-major; floating dtypes converted to float, empty otherwise
+
+  bool isFloat() const;
+  // The product of the shape; throws cnnc::Error on a negative dimension or
+  // an overflow (possible only for a tensor built by hand).
   int64_t elements() const;
 };
 
 struct File {
-  std::vector<Tensor> tensors;  // sorted by name
-  std::map<std::string, std::string> metadata;
+  std::vector<Tensor> tensors;                  // sorted by name when read
+  std::map<std::string, std::string> metadata;  // the header's "__metadata__"
 
-  const Tensor* find(const std::string& name) const;
+  const Tensor* find(const std::string& name) const;  // null when absent
 };
 
-// `source` names the bytes in messages (usually the path).
+// Parses a whole file held in memory; `source` names it in messages
+// (usually its path).
 File parse(const uint8_t* bytes, size_t size, const std::string& source);
+
+// Reads and parses the regular file at `path`, reading each tensor's data
+// straight into place.
 File read(const std::string& path);
 
-// F32 tensors in the reference layout: sorted by name, contiguous, the
-// header padded with spaces to a multiple of 8.
+// The file's bytes in the reference implementation's layout: the header
+// padded with spaces to a multiple of 8, "__metadata__" first, then the
+// tensors sorted by name, stored contiguously in that order. Every tensor is
+// written as F32 whatever its `dtype` says (its data is float).
 std::string serialize(const File& file);
-void write(const std::string& path, const File& file);  // atomic
+
+// serialize() to `path`, atomically (see AtomicFile.h).
+void write(const std::string& path, const File& file);
 
 struct ExpectedTensor {
   std::string name;
   std::vector<int64_t> shape;
 };
 
-// Refuses a file that does not fit: a missing, extra or misshaped tensor, or
-// a tensor that is not floating point. Names that start with one of
-// `ignoredPrefixes` or end with one of `ignoredSuffixes` are passed over.
+// Refuses a file that does not fit a network's parameters, naming the
+// tensor: a missing one ("missing tensor 'conv1.weight'"), an extra one
+// ("unexpected tensor 'foo' (the network has no such parameter)"), a
+// misshaped one ("tensor 'fc1.weight' has shape [10, 84], expected [84,
+// 120]") or one that is not floating point. Extra names that start with one
+// of `ignoredPrefixes` (e.g. kOptimizerPrefix, where the caller accepts a
+// checkpoint) or end with one of `ignoredSuffixes` are passed over.
 void check(const File& file, const std::vector<ExpectedTensor>& expected, const std::string& source,
            const std::vector<std::string>& ignoredPrefixes = {},
            const std::vector<std::string>& ignoredSuffixes = {});
