@@ -86,7 +86,13 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
       .unroll(xi);
   // Rows are the parallel tasks; a row's channel tiles share its input rows
   // in cache.
-  parallelRows(out, options, layer.forwardFlops);
+  if (options.batchOne && layer.forwardFlops >= 2e6) {
+    // One example has few rows deep in a network (7 or 14): channel tiles
+    // too are tasks, so that both threads get balanced work.
+    out.fuse(co, y, task).parallel(task);
+  } else {
+    parallelRows(out, options, layer.forwardFlops);
+  }
 
   // Accumulate the tile over the whole reduction in registers.
   const Halide::RDom& r = lowered.reductions.at("conv");
