@@ -176,7 +176,7 @@ TEST_CASE("safetensors: integer tensors keep their name and shape, without data"
   CHECK(file.find("mask")->shape == std::vector<int64_t>{2, 2});
 }
 
-TEST_CASE("safetensors: tensors may be stored in any order; unknown fields are passed over",
+TEST_CASE("safetensors: tensors may be stored in any order, unknown fields passed over",
           "[safetensors]") {
   // Data order b, a; header order a, b; an extra field nested 100,000 deep
   // (skipped without recursion) and a null __metadata__ (the reference's
