@@ -7,6 +7,7 @@
 #include <vector>
 
 double measurePeakGflops(int threads, double seconds) {
+  __builtin_cpu_init();  // static programs: the CPU model is not set up before main
   bool avx512 = __builtin_cpu_supports("avx512f");
   auto work = [avx512](long iterations, float* sink) {
     if (avx512) {

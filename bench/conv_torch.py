@@ -1,0 +1,137 @@
+"""The W1/W2 convolutions: cnnc's schedule template against PyTorch, side by side.
+
+    python3 bench/conv_torch.py [--build DIR] [--reps N] [--channels-last] [ID ...]
+
+IDs are those of `conv_bench list` (W1, W2a_N1, ... W2d_N8; default: all).
+For each: random NCHW input, weight and bias in PyTorch (torch.nn.Conv2d);
+the same values go to conv_bench (input as NHWC, cnnc's internal layout);
+its output must agree with PyTorch's to 1e-4 relative (to the largest
+value) before anything is timed. Then, after a warm-up, single calls
+alternate between the two sides, N times each; the table gives medians and
+minima, the ratio PyTorch/cnnc (above 1: cnnc is faster), cnnc's GFLOP/s
+and its share of the FP32 peak measured by an FMA loop (conv_bench peak 2)
+right after the workload. Both sides use 2 threads (torch.set_num_threads,
+HL_NUM_THREADS).
+
+What is timed: cnnc's call takes NHWC in and gives NHWC out (activations
+stay channels-innermost between layers) and packs the weight inside the
+call; PyTorch's call is conv2d on NCHW tensors (--channels-last: on
+channels-last tensors, its NHWC path).
+"""
+
+import argparse
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def workloads(bench):
+    out = subprocess.run([bench, "list"], capture_output=True, text=True, check=True).stdout
+    result = {}
+    for line in out.splitlines():
+        id_, c, k, kernel, stride, pad, w, h, n, act = line.split()
+        result[id_] = dict(C=int(c), K=int(k), kernel=int(kernel), stride=int(stride), pad=int(pad),
+                           W=int(w), H=int(h), N=int(n), act=act)
+    return result
+
+
+def peak(bench):
+    return float(subprocess.run([bench, "peak", "2"], capture_output=True, text=True, check=True).stdout)
+
+
+def run(id_, spec, bench, reps, channels_last, work):
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(spec["C"], spec["K"], spec["kernel"], stride=spec["stride"], padding=spec["pad"],
+                           bias=True).eval()
+    x = torch.rand(spec["N"], spec["C"], spec["H"], spec["W"]) * 2 - 1
+    relu = spec["act"] == "relu"
+
+    def forward(t):
+        y = conv(t)
+        return torch.relu(y) if relu else y
+
+    x.permute(0, 2, 3, 1).contiguous().numpy().astype("<f4").tofile(work / "x.bin")
+    conv.weight.detach().numpy().astype("<f4").tofile(work / "w.bin")
+    conv.bias.detach().numpy().astype("<f4").tofile(work / "b.bin")
+    with torch.no_grad():
+        want = forward(x).permute(0, 2, 3, 1).contiguous().numpy()
+    if channels_last:
+        conv = conv.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    env = dict(os.environ, HL_NUM_THREADS="2")
+    server = subprocess.Popen([bench, "serve", id_, str(work)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env=env)
+    if server.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"{id_}: conv_bench did not start")
+    got = np.fromfile(work / "y.bin", dtype="<f4").reshape(want.shape)
+    error = np.abs(got - want).max() / max(np.abs(want).max(), 1e-6)
+    if not error <= 1e-4:
+        raise RuntimeError(f"{id_}: cnnc and PyTorch disagree (max relative error {error:.2e})")
+
+    def ours_once():
+        server.stdin.write("run 1\n")
+        server.stdin.flush()
+        return float(server.stdout.readline().split()[0])
+
+    def theirs_once():
+        with torch.no_grad():
+            start = time.perf_counter()
+            forward(x)
+            return (time.perf_counter() - start) * 1e3
+
+    for _ in range(3):  # warm-up
+        ours_once(), theirs_once()
+    ours, theirs = [], []
+    for _ in range(reps):
+        ours.append(ours_once())
+        theirs.append(theirs_once())
+    server.stdin.write("quit\n")
+    server.stdin.flush()
+    server.wait()
+    out_w = (spec["W"] + 2 * spec["pad"] - spec["kernel"]) // spec["stride"] + 1
+    out_h = (spec["H"] + 2 * spec["pad"] - spec["kernel"]) // spec["stride"] + 1
+    gflop = 2 * spec["N"] * spec["K"] * spec["C"] * spec["kernel"] ** 2 * out_w * out_h / 1e9
+    return dict(ours=(statistics.median(ours), min(ours)), theirs=(statistics.median(theirs), min(theirs)),
+                gflop=gflop, peak=peak(bench), error=error)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=str(ROOT / "build-bench"))
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("ids", nargs="*")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    bench = str(pathlib.Path(args.build) / "conv_bench")
+    specs = workloads(bench)
+    ids = args.ids or list(specs)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads"
+          f"{', channels_last' if args.channels_last else ''})")
+    print(f"# command: python3 bench/conv_torch.py {' '.join(sys.argv[1:])}")
+    print("| workload | cnnc ms (median / min) | PyTorch ms (median / min) | PyTorch/cnnc | cnnc GFLOP/s "
+          "| share of peak (peak GFLOP/s) | max rel. error |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as work:
+        for id_ in ids:
+            r = run(id_, specs[id_], bench, args.reps, args.channels_last, pathlib.Path(work))
+            gflops = r["gflop"] / (r["ours"][0] / 1e3)
+            print(f"| {id_} | {r['ours'][0]:.3f} / {r['ours'][1]:.3f} | {r['theirs'][0]:.3f} / {r['theirs'][1]:.3f} "
+                  f"| {r['theirs'][0] / r['ours'][0]:.2f} | {gflops:.1f} | {100 * gflops / r['peak']:.1f}% "
+                  f"({r['peak']:.0f}) | {r['error']:.1e} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+#include "Conv2DTemplate.h"
+
+#include <algorithm>
+#include <sstream>
+#include <stdexcept>
+
+namespace cnnc::conv2d {
+
+using Halide::Func;
+using Halide::RVar;
+using Halide::TailStrategy;
+using Halide::Var;
+
+int naturalFloatVector(const Halide::Target& target) {
+  if (target.has_feature(Halide::Target::AVX512)) return 16;
+  if (target.has_feature(Halide::Target::AVX2) || target.has_feature(Halide::Target::AVX)) return 8;
+  return 4;
+}
+
+std::string Knobs::str() const {
+  const char* where = input == InputAt::Inline ? "inline" : input == InputAt::Root ? "root" : "task";
+  std::ostringstream s;
+  s << "vector_width=" << vectorWidth << " channel_vectors=" << channelVectors << " tile_x=" << tileX
+    << " tile_y=" << tileY << " reduction_unroll=" << reductionUnroll << " rows_per_task=" << rowsPerTask
+    << " channel_tasks=" << channelTasks << " channels_outer=" << channelsOuter << " input=" << where
+    << " parallel=" << parallel;
+  return s.str();
+}
+
+Knobs defaultKnobs(const Conv2DShape& s, int batch, const Halide::Target& target) {
+  Knobs k;
+  int natural = naturalFloatVector(target);
+  bool avx512 = natural == 16;
+  bool fma = avx512 || target.has_feature(Halide::Target::FMA);
+  // Accumulator registers: AVX-512 has 32 vector registers and loads feed
+  // FMAs straight from memory (a weight vector load and a broadcast per
+  // FMA group), so 20-24 accumulators; AVX2 has 16 registers: 12 (3x4, as
+  // apps/conv_layer); SSE has no FMA and needs a temporary per product: 8.
+  int accumulators = avx512 ? 20 : fma ? 12 : 8;
+  int maxVectors = avx512 ? 4 : fma ? 3 : 2;
+
+  k.vectorWidth = natural;
+  while (k.vectorWidth > 4 && k.vectorWidth / 2 >= s.filters) k.vectorWidth /= 2;
+  int vectors = (s.filters + k.vectorWidth - 1) / k.vectorWidth;
+  k.channelVectors = std::min(maxVectors, vectors);
+  k.tileX = std::max(1, std::min(accumulators / k.channelVectors, s.outWidth()));
+  k.tileY = 1;
+
+  int Cg = s.channelsPerGroup();
+  k.reductionUnroll = Cg <= 4 ? Cg : Cg % 2 == 0 ? 2 : 1;
+
+  // Rows x examples are the tasks; with few of them (batch 1 deep in a
+  // network) channel tiles are tasks too, so that both threads get work.
+  int rows = s.outHeight() * std::max(batch, 1);
+  k.rowsPerTask = 1;
+  k.channelTasks = rows < 16 && vectors > k.channelVectors;
+  k.channelsOuter = true;
+  k.input = (s.padX > 0 || s.padY > 0) ? InputAt::Task : InputAt::Inline;
+  // Below ~2 MFLOP waking the thread pool costs more than it saves.
+  k.parallel = s.flopsPerExample() * std::max(batch, 1) >= 2e6;
+  return k;
+}
+
+void setKnob(Knobs& k, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos) throw std::invalid_argument("expected knob=value, got '" + assignment + "'");
+  std::string name = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  auto integer = [&](int lo, int hi) {
+    int v = std::stoi(value);
+    if (v < lo || v > hi) throw std::invalid_argument(name + " out of range: " + value);
+    return v;
+  };
+  auto boolean = [&] {
+    if (value == "1" || value == "true") return true;
+    if (value == "0" || value == "false") return false;
+    throw std::invalid_argument(name + ": expected true or false, got " + value);
+  };
+  if (name == "vector_width") k.vectorWidth = integer(1, 64);
+  else if (name == "channel_vectors") k.channelVectors = integer(1, 8);
+  else if (name == "tile_x") k.tileX = integer(1, 64);
+  else if (name == "tile_y") k.tileY = integer(1, 8);
+  else if (name == "reduction_unroll") k.reductionUnroll = integer(1, 16);
+  else if (name == "rows_per_task") k.rowsPerTask = integer(1, 1024);
+  else if (name == "channel_tasks") k.channelTasks = boolean();
+  else if (name == "channels_outer") k.channelsOuter = boolean();
+  else if (name == "parallel") k.parallel = boolean();
+  else if (name == "input") {
+    if (value == "inline") k.input = InputAt::Inline;
+    else if (value == "root") k.input = InputAt::Root;
+    else if (value == "task") k.input = InputAt::Task;
+    else throw std::invalid_argument("input: expected inline, root or task, got " + value);
+  } else {
+    throw std::invalid_argument("unknown knob '" + name + "'");
+  }
+}
+
+void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
+  const Var &c = f.c, &x = f.x, &y = f.y, &n = f.n;
+  const int P = s.outWidth(), Q = s.outHeight(), K = s.filters, Cg = s.channelsPerGroup();
+  const int vec = k.vectorWidth;
+  k.tileX = std::max(1, std::min(k.tileX, P));
+  k.tileY = std::max(1, std::min(k.tileY, Q));
+  k.rowsPerTask = std::max(k.tileY, k.rowsPerTask / k.tileY * k.tileY);
+  if (k.rowsPerTask > Q) k.rowsPerTask = Q / k.tileY * k.tileY;
+  if (k.reductionUnroll > Cg) k.reductionUnroll = Cg;
+  const int tileC = vec * k.channelVectors;
+
+  // Parameters: packed once per call, vectorized over output channels (a
+  // network packs them once at load time instead).
+  f.weights.compute_root().vectorize(c, vec, TailStrategy::RoundUp);
+  f.bias.compute_root().vectorize(c, vec, TailStrategy::RoundUp);
+
+  // The output in register tiles. Channels: whole tiles when they divide K;
+  // otherwise the last tile shifts inwards (recomputing a few channels), or
+  // with fewer channels than a tile, the tile is guarded.
+  TailStrategy channelTail = K % tileC == 0 ? TailStrategy::RoundUp
+                             : K > tileC    ? TailStrategy::ShiftInwards
+                                            : TailStrategy::GuardWithIf;
+  Var co("co"), ci("ci"), xo("xo"), xi("xi"), yo("yo"), yi("yi"), yt("yt"), task("task");
+  Func out = f.output;
+  out.compute_root()
+      .split(c, co, ci, tileC, channelTail)
+      .split(x, xo, xi, k.tileX, TailStrategy::ShiftInwards)
+      .split(y, yo, yi, k.tileY, TailStrategy::ShiftInwards)
+      .vectorize(ci, vec)
+      .unroll(ci)
+      .unroll(xi)
+      .unroll(yi);
+  // Row blocks of rowsPerTask rows (yo counts tileY rows).
+  int tilesPerTask = k.rowsPerTask / k.tileY;
+  if (tilesPerTask > 1) out.split(yo, yt, yo, tilesPerTask, TailStrategy::GuardWithIf);
+  else yt = yo;
+  // yt is the task's row block; yo (when split) the tile rows inside it.
+  bool coOuter = k.channelsOuter || k.channelTasks;
+  if (tilesPerTask > 1) {
+    if (coOuter) out.reorder(ci, xi, yi, xo, yo, co, yt, n);
+    else out.reorder(ci, xi, yi, xo, co, yo, yt, n);
+  } else {
+    if (coOuter) out.reorder(ci, xi, yi, xo, co, yt, n);
+    else out.reorder(ci, xi, yi, co, xo, yt, n);
+  }
+  Var taskLevel = yt;
+  if (k.parallel) {
+    Var rows("rows");
+    if (k.channelTasks) {
+      out.fuse(co, yt, rows).fuse(rows, n, task).parallel(task);
+    } else {
+      out.fuse(yt, n, task).parallel(task);
+    }
+    taskLevel = task;
+  } else if (k.channelTasks) {
+    taskLevel = co;
+  }
+
+  // The accumulator tile over the whole reduction, in registers.
+  RVar rc = f.r.x, rkx = f.r.y, rky = f.r.z;
+  Var tileLevel = xo;
+  if (!coOuter && tilesPerTask <= 1) tileLevel = co;  // innermost tile loop
+  if (!coOuter && tilesPerTask > 1) tileLevel = co;
+  f.conv.compute_at(out, tileLevel)
+      .vectorize(c, vec, TailStrategy::RoundUp)
+      .unroll(c)
+      .unroll(x)
+      .unroll(y);
+  f.conv.update()
+      .reorder(c, x, y, rc, rkx, rky, n)
+      .vectorize(c, vec, TailStrategy::RoundUp)
+      .unroll(c)
+      .unroll(x)
+      .unroll(y);
+  if (k.reductionUnroll > 1) f.conv.update().unroll(rc, k.reductionUnroll, TailStrategy::GuardWithIf);
+
+  // The input the conv reads.
+  Func in = f.input;
+  Halide::TailStrategy inTail = TailStrategy::GuardWithIf;
+  switch (k.input) {
+    case InputAt::Inline: break;
+    case InputAt::Root: {
+      in.compute_root();
+      if (s.channels >= vec) in.vectorize(c, vec, inTail);
+      else in.reorder(x, c).vectorize(x, vec, inTail);
+      if (k.parallel) {
+        Var yn("yn");
+        in.fuse(y, n, yn).parallel(yn);
+      }
+      break;
+    }
+    case InputAt::Task: {
+      in.compute_at(out, taskLevel);
+      if (s.channels >= vec) in.vectorize(c, vec, inTail);
+      else in.reorder(x, c).vectorize(x, vec, inTail);
+      break;
+    }
+  }
+  (void)batch;
+}
+
+}  // namespace cnnc::conv2d

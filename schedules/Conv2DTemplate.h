@@ -1,0 +1,70 @@
+// THE SCHEDULE of a forward convolution (Conv2DAlgorithm.h): a template
+// with named knobs, defaults reasoned from the target, after Halide's
+// apps/conv_layer. Depends on Halide only.
+//
+// The loop nest it makes, for the output (k, x, y, n):
+//
+//   parallel task in (channel tiles x) row blocks x batch:
+//     [padded input rows of the task, when input = Task]
+//     for each register tile (tileY rows x tileX columns x channelVectors vectors)
+//       tile = bias
+//       for ky, kx, ci (ci unrolled by reductionUnroll):
+//         channelVectors vector loads of packed weights,
+//         tileX*tileY broadcasts of input values,
+//         channelVectors*tileX*tileY FMAs into the accumulators
+//       store activation(tile)
+//
+// The accumulators stay in registers over the whole reduction: with 32
+// vector registers (AVX-512) a tile of 24 or fewer accumulators leaves
+// room for the weight vectors and one broadcast; with 16 (AVX2, SSE) 12.
+#pragma once
+
+#include <string>
+
+#include <Halide.h>
+
+#include "Conv2DAlgorithm.h"
+
+namespace cnnc::conv2d {
+
+// Where the (padded) input the conv reads is computed.
+enum class InputAt {
+  Inline,  // read the producer directly (no padding: the fastest, nothing stored)
+  Root,    // once per call, before the conv, in parallel over rows
+  Task,    // per parallel task: the rows that task reads, while they are hot
+};
+
+struct Knobs {
+  int vectorWidth = 16;     // floats per vector: 16 AVX-512, 8 AVX2, 4 SSE
+  int channelVectors = 4;   // vectors of output channels in the register tile
+  int tileX = 5;            // output columns in the register tile
+  int tileY = 1;            // output rows in the register tile
+  int reductionUnroll = 2;  // input channels unrolled in the inner loop
+  int rowsPerTask = 1;      // output rows per parallel task (multiple of tileY)
+  bool channelTasks = false;  // channel tiles are parallel tasks too (few rows: batch 1)
+  bool channelsOuter = true;  // within a task, channel tiles outside column tiles
+                              // (a tile's weights stay in L2 over the row)
+  InputAt input = InputAt::Inline;
+  bool parallel = true;     // false: the whole layer on one thread (tiny layers)
+
+  std::string str() const;
+};
+
+// Natural vector width in floats for the target.
+int naturalFloatVector(const Halide::Target& target);
+
+// Defaults for `shape` at `batch` on `target` (the reasoning is in the .cpp).
+Knobs defaultKnobs(const Conv2DShape& shape, int batch, const Halide::Target& target);
+
+// Sets knobs from "name=value" words (vector_width, channel_vectors, tile_x,
+// tile_y, reduction_unroll, rows_per_task, channel_tasks, channels_outer,
+// input=inline|root|task, parallel); throws std::invalid_argument on an
+// unknown name or a bad value.
+void setKnob(Knobs& knobs, const std::string& assignment);
+
+// Applies the schedule to f (f.output becomes compute_root). `batch` is the
+// batch size the pipeline is compiled for (0: unknown). Knobs out of range
+// for the shape are clamped (tileX to the output width, ...).
+void apply(Conv2DFuncs& f, const Conv2DShape& shape, int batch, Knobs knobs);
+
+}  // namespace cnnc::conv2d
