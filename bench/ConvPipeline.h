@@ -2,10 +2,10 @@
 // on dense buffers of fixed shape, scheduled by the template with `knobs`.
 //
 // Arguments, in order: input (c, x, y, n) channels innermost (NHWC in
-// memory), weight (kx, ky, ci, k) = PyTorch's [K][C/groups][kh][kw], bias (k);
-// output (k, x, y, n) channels innermost. No layout conversion is inside:
-// between layers activations stay channels-innermost. The weight is packed
-// inside the pipeline (counted in its time).
+// memory), the packed weight (k, ci, kx, ky) (packConv2DWeightsInto, with
+// vectors of kPackWidth: done once at load time, as a network does), bias
+// (k); output (k, x, y, n) channels innermost. No layout conversion is
+// inside: between layers activations stay channels-innermost.
 #pragma once
 
 #include <Halide.h>
@@ -36,10 +36,10 @@ inline void denseBounds(Halide::OutputImageParam p, const std::vector<int>& exte
 inline ConvPipeline buildConvPipeline(const ConvWorkload& w, const conv2d::Knobs& knobs) {
   ConvPipeline p;
   const Conv2DShape& s = w.shape;
-  p.funcs = conv2dForward(p.input, p.weight, p.bias, s, "conv");
+  p.funcs = conv2dForward(p.input, p.weight, p.bias, s, "conv", WeightLayout::Packed);
   conv2d::apply(p.funcs, s, w.batch, knobs);
   denseBounds(p.input, {s.channels, s.width, s.height, w.batch});
-  denseBounds(p.weight, {s.kernelW, s.kernelH, s.channelsPerGroup(), s.filters});
+  denseBounds(p.weight, packedConv2DWeightExtents(s, kPackWidth));
   denseBounds(p.bias, {s.filters});
   denseBounds(p.funcs.output.output_buffer(), {s.filters, s.outWidth(), s.outHeight(), w.batch});
   p.pipeline = Halide::Pipeline(p.funcs.output);

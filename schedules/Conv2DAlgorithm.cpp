@@ -19,8 +19,15 @@ Expr applyConvActivation(const Expr& v, ConvActivation activation, float leakySl
 
 // out(k, x, y, n) = act(bias(k) + sum_{ci,kx,ky} in(g*Cg + ci, x*sx - px + kx*dx, y*sy - py + ky*dy, n)
 //                                       * w(kx, ky, ci, k)),   g = k / (K/groups)
+Func packConv2DWeights(const Func& weight, const Conv2DShape& s, const std::string& name) {
+  Halide::Var c("c"), ci("ci"), kx("kx"), ky("ky");
+  Func packed(name);
+  packed(c, ci, kx, ky) = Halide::select(c < s.filters, weight(kx, ky, ci, Halide::min(c, s.filters - 1)), 0.0f);
+  return packed;
+}
+
 Conv2DFuncs conv2dForward(const Func& in, const Func& weight, const Func& biasIn, const Conv2DShape& s,
-                          const std::string& name) {
+                          const std::string& name, WeightLayout layout) {
   Conv2DFuncs f;
   const Halide::Var &c = f.c, &x = f.x, &y = f.y, &n = f.n;
   const int K = s.filters, Cg = s.channelsPerGroup(), Kg = K / s.groups;
@@ -37,10 +44,9 @@ Conv2DFuncs conv2dForward(const Func& in, const Func& weight, const Func& biasIn
     f.input(c, x, y, n) = in(c, x, y, n);
   }
 
-  Halide::Var ci("ci"), kx("kx"), ky("ky");
   Expr k = Halide::min(c, K - 1);
-  f.weights = Func(name + "_weights");
-  f.weights(c, ci, kx, ky) = Halide::select(c < K, weight(kx, ky, ci, k), 0.0f);
+  f.weightsPacked = layout == WeightLayout::Packed;
+  f.weights = f.weightsPacked ? weight : packConv2DWeights(weight, s, name + "_weights");
   f.bias = Func(name + "_bias");
   f.bias(c) = s.bias ? Halide::select(c < K, biasIn(k), 0.0f) : Expr(0.0f);
 

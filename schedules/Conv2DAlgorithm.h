@@ -5,20 +5,28 @@
 // memory), so that the schedule vectorizes over output channels; the API's
 // NCHW is converted at the network's boundary only. The weight comes in
 // PyTorch's layout [K][C/groups][kh][kw], that is w(kx, ky, ci, k) here,
-// and is packed by the pipeline into weights(k, ci, kx, ky), k innermost
-// and zero for k >= K so that a schedule may round the output channels up
-// to whole register tiles (a network packs it once at load time).
+// and is packed into weights(k, ci, kx, ky), k innermost and zero for
+// k >= K so that a schedule may round the output channels up to whole
+// vectors. Either the pipeline packs it (WeightLayout::PyTorch, a stage
+// computed once per call) or it arrives packed (WeightLayout::Packed: a
+// network packs it once at load time, packedConv2DWeightExtents says how).
 //
 // To move into compiler/layers/Conv2D.cpp: it depends on Halide only.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <Halide.h>
 
 #include "Conv2DShape.h"
 
 namespace cnnc {
+
+enum class WeightLayout {
+  PyTorch,  // w(kx, ky, ci, k): [K][C/groups][kh][kw]
+  Packed,   // w(k, ci, kx, ky) with k in [0, roundUp(K, vectorWidth)), zero for k >= K
+};
 
 // The Funcs of one forward convolution; the schedule works on these.
 struct Conv2DFuncs {
@@ -30,13 +38,17 @@ struct Conv2DFuncs {
   Halide::Func output;   // (k, x, y, n) = activation(conv)
   Halide::RDom r;        // (ci, kx, ky): input channel innermost
   bool padded = false;   // input is a boundary condition (the schedule should store it)
+  bool weightsPacked = false;  // weights is the packed argument itself (nothing to schedule)
 };
 
 // `in`: (c, x, y, n) with c in [0, C), x in [0, width), y in [0, height).
-// `weight`: (kx, ky, ci, k), PyTorch's [K][C/groups][kh][kw].
-// `bias`: (k); ignored (may be undefined) when !shape.bias.
+// `weight`: in `layout`; `bias`: (k), ignored (may be undefined) when !shape.bias.
 Conv2DFuncs conv2dForward(const Halide::Func& in, const Halide::Func& weight, const Halide::Func& bias,
-                          const Conv2DShape& shape, const std::string& name = "conv");
+                          const Conv2DShape& shape, const std::string& name = "conv",
+                          WeightLayout layout = WeightLayout::PyTorch);
+
+// The packed weight as a Func of the PyTorch one (the PyTorch-layout stage).
+Halide::Func packConv2DWeights(const Halide::Func& weight, const Conv2DShape& shape, const std::string& name);
 
 Halide::Expr applyConvActivation(const Halide::Expr& value, ConvActivation activation, float leakySlope);
 

@@ -4,6 +4,7 @@
 
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace cnnc {
 
@@ -39,5 +40,24 @@ struct Conv2DShape {
     return s.str();
   }
 };
+
+// Extents (k, ci, kx, ky) of a packed weight buffer for vectors of
+// `vectorWidth` floats.
+inline std::vector<int> packedConv2DWeightExtents(const Conv2DShape& s, int vectorWidth) {
+  return {(s.filters + vectorWidth - 1) / vectorWidth * vectorWidth, s.channelsPerGroup(), s.kernelW, s.kernelH};
+}
+
+// Packs a PyTorch-layout weight (plain C++, for a runtime at load time):
+// `packed` holds the product of packedConv2DWeightExtents.
+inline void packConv2DWeightsInto(const float* weight, const Conv2DShape& s, int vectorWidth, float* packed) {
+  std::vector<int> e = packedConv2DWeightExtents(s, vectorWidth);
+  const int Cg = s.channelsPerGroup();
+  for (int ky = 0; ky < s.kernelH; ++ky)
+    for (int kx = 0; kx < s.kernelW; ++kx)
+      for (int ci = 0; ci < Cg; ++ci)
+        for (int k = 0; k < e[0]; ++k)
+          packed[((size_t(ky) * s.kernelW + kx) * Cg + ci) * e[0] + k] =
+              k < s.filters ? weight[((size_t(k) * Cg + ci) * s.kernelH + ky) * s.kernelW + kx] : 0.0f;
+}
 
 }  // namespace cnnc

@@ -22,7 +22,8 @@ std::string Knobs::str() const {
   std::ostringstream s;
   s << "vector_width=" << vectorWidth << " channel_vectors=" << channelVectors << " tile_x=" << tileX
     << " tile_y=" << tileY << " reduction_unroll=" << reductionUnroll << " rows_per_task=" << rowsPerTask
-    << " channel_tasks=" << channelTasks << " channels_outer=" << channelsOuter << " input=" << where
+    << " channel_tasks=" << channelTasks << " reduction_block=" << reductionBlock
+    << " block_columns=" << blockColumns << " channels_outer=" << channelsOuter << " input=" << where
     << " parallel=" << parallel;
   return s.str();
 }
@@ -84,6 +85,8 @@ void setKnob(Knobs& k, const std::string& assignment) {
   else if (name == "channel_tasks") k.channelTasks = boolean();
   else if (name == "channels_outer") k.channelsOuter = boolean();
   else if (name == "parallel") k.parallel = boolean();
+  else if (name == "reduction_block") k.reductionBlock = integer(0, 4096);
+  else if (name == "block_columns") k.blockColumns = integer(0, 4096);
   else if (name == "input") {
     if (value == "inline") k.input = InputAt::Inline;
     else if (value == "root") k.input = InputAt::Root;
@@ -93,6 +96,80 @@ void setKnob(Knobs& k, const std::string& assignment) {
     throw std::invalid_argument("unknown knob '" + name + "'");
   }
 }
+
+namespace {
+
+void scheduleInput(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, const Func& out, const Var& taskLevel) {
+  const Var &c = f.c, &x = f.x, &y = f.y, &n = f.n;
+  const int vec = k.vectorWidth;
+  TailStrategy tail = TailStrategy::GuardWithIf;
+  switch (k.input) {
+    case InputAt::Inline: return;
+    case InputAt::Root:
+      f.input.compute_root();
+      if (k.parallel) {
+        Var yn("yn");
+        f.input.fuse(y, n, yn).parallel(yn);
+      }
+      break;
+    case InputAt::Task: f.input.compute_at(out, taskLevel); break;
+  }
+  // Few channels (an image): vectorize along the row instead.
+  if (s.channels >= vec) f.input.vectorize(c, vec, tail);
+  else f.input.reorder(x, c).vectorize(x, vec, tail);
+}
+
+// The reduction-blocked variant: see Knobs::reductionBlock.
+void applyBlocked(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, int tileC, TailStrategy channelTail) {
+  const Var &c = f.c, &x = f.x, &y = f.y, &n = f.n;
+  const int vec = k.vectorWidth, P = s.outWidth();
+  int columns = k.blockColumns > 0 ? std::min(k.blockColumns, P) : P;
+  columns = std::max(k.tileX, columns / k.tileX * k.tileX);
+  Var co("co"), ci("ci"), xc("xc"), xr("xr"), task("task"), rows("rows");
+  Func out = f.output;
+  out.compute_root().split(c, co, ci, tileC, channelTail).vectorize(ci, vec);
+  Var rowLevel = co;
+  if (columns < P) {
+    out.split(x, xc, xr, columns, TailStrategy::ShiftInwards).reorder(ci, xr, xc, co, y, n);
+    rowLevel = xc;
+  } else {
+    out.reorder(ci, x, co, y, n);
+  }
+  Var taskLevel = y;
+  if (k.parallel) {
+    if (k.channelTasks) out.fuse(co, y, rows).fuse(rows, n, task).parallel(task);
+    else out.fuse(y, n, task).parallel(task);
+    taskLevel = task;
+  }
+  if (k.channelTasks && columns >= P) rowLevel = k.parallel ? task : co;
+
+  // conv: the row buffer (tileC x columns), initialized to the bias; each
+  // block adds a register tile `partial` summed over B input channels.
+  RVar rco("rco"), rci("rci");
+  Var b("b"), xo("xo"), xi("xi");
+  f.conv.compute_at(out, rowLevel).vectorize(c, vec, TailStrategy::RoundUp);
+  f.conv.update().split(f.r.x, rco, rci, k.reductionBlock);
+  Func partial = f.conv.update().rfactor(rco, b);
+  f.conv.update()
+      .split(x, xo, xi, k.tileX, TailStrategy::RoundUp)
+      .reorder(c, xi, xo, rco, y, n)
+      .vectorize(c, vec, TailStrategy::RoundUp)
+      .unroll(c)
+      .unroll(xi);
+  partial.compute_at(f.conv, xo)
+      .vectorize(c, vec, TailStrategy::RoundUp)
+      .unroll(c)
+      .unroll(x);
+  partial.update()
+      .reorder(c, x, y, rci, f.r.y, f.r.z, n, b)
+      .vectorize(c, vec, TailStrategy::RoundUp)
+      .unroll(c)
+      .unroll(x);
+  if (k.reductionUnroll > 1) partial.update().unroll(rci, k.reductionUnroll, TailStrategy::GuardWithIf);
+  scheduleInput(f, s, k, out, taskLevel);
+}
+
+}  // namespace
 
 void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
   const Var &c = f.c, &x = f.x, &y = f.y, &n = f.n;
@@ -105,9 +182,9 @@ void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
   if (k.reductionUnroll > Cg) k.reductionUnroll = Cg;
   const int tileC = vec * k.channelVectors;
 
-  // Parameters: packed once per call, vectorized over output channels (a
-  // network packs them once at load time instead).
-  f.weights.compute_root().vectorize(c, vec, TailStrategy::RoundUp);
+  // Parameters in PyTorch's layout: packed once per call, vectorized over
+  // output channels (packed weights, WeightLayout::Packed, skip this).
+  if (!f.weightsPacked) f.weights.compute_root().vectorize(c, vec, TailStrategy::RoundUp);
   f.bias.compute_root().vectorize(c, vec, TailStrategy::RoundUp);
 
   // The output in register tiles. Channels: whole tiles when they divide K;
@@ -116,6 +193,10 @@ void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
   TailStrategy channelTail = K % tileC == 0 ? TailStrategy::RoundUp
                              : K > tileC    ? TailStrategy::ShiftInwards
                                             : TailStrategy::GuardWithIf;
+  if (k.reductionBlock > 0 && k.reductionBlock < Cg && Cg % k.reductionBlock == 0 && s.groups == 1) {
+    applyBlocked(f, s, k, tileC, channelTail);
+    return;
+  }
   Var co("co"), ci("ci"), xo("xo"), xi("xi"), yo("yo"), yi("yi"), yt("yt"), task("task");
   Func out = f.output;
   out.compute_root()
@@ -170,28 +251,7 @@ void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
       .unroll(y);
   if (k.reductionUnroll > 1) f.conv.update().unroll(rc, k.reductionUnroll, TailStrategy::GuardWithIf);
 
-  // The input the conv reads.
-  Func in = f.input;
-  Halide::TailStrategy inTail = TailStrategy::GuardWithIf;
-  switch (k.input) {
-    case InputAt::Inline: break;
-    case InputAt::Root: {
-      in.compute_root();
-      if (s.channels >= vec) in.vectorize(c, vec, inTail);
-      else in.reorder(x, c).vectorize(x, vec, inTail);
-      if (k.parallel) {
-        Var yn("yn");
-        in.fuse(y, n, yn).parallel(yn);
-      }
-      break;
-    }
-    case InputAt::Task: {
-      in.compute_at(out, taskLevel);
-      if (s.channels >= vec) in.vectorize(c, vec, inTail);
-      else in.reorder(x, c).vectorize(x, vec, inTail);
-      break;
-    }
-  }
+  scheduleInput(f, s, k, out, taskLevel);
   (void)batch;
 }
 

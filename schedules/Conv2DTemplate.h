@@ -44,6 +44,13 @@ struct Knobs {
   bool channelTasks = false;  // channel tiles are parallel tasks too (few rows: batch 1)
   bool channelsOuter = true;  // within a task, channel tiles outside column tiles
                               // (a tile's weights stay in L2 over the row)
+  // Reduction blocking (0: off, the tile accumulates the whole reduction in
+  // registers). With B > 0 each register tile sums B input channels x the
+  // kernel taps, then adds into a row buffer; the B*kh*kw*tile weights of a
+  // block stay in L1 over all the row's column tiles instead of streaming
+  // from L2 for every tile.
+  int reductionBlock = 0;
+  int blockColumns = 0;     // columns of the row buffer (0: the whole row)
   InputAt input = InputAt::Inline;
   bool parallel = true;     // false: the whole layer on one thread (tiny layers)
 
@@ -58,6 +65,7 @@ Knobs defaultKnobs(const Conv2DShape& shape, int batch, const Halide::Target& ta
 
 // Sets knobs from "name=value" words (vector_width, channel_vectors, tile_x,
 // tile_y, reduction_unroll, rows_per_task, channel_tasks, channels_outer,
+// reduction_block, block_columns,
 // input=inline|root|task, parallel); throws std::invalid_argument on an
 // unknown name or a bad value.
 void setKnob(Knobs& knobs, const std::string& assignment);
