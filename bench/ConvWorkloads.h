@@ -9,10 +9,6 @@
 
 namespace cnnc::bench {
 
-// Packed weights are padded to whole vectors of 16 floats (valid for any
-// narrower vector too).
-constexpr int kPackWidth = 16;
-
 struct ConvWorkload {
   std::string id;  // also the AOT function's name
   Conv2DShape shape;

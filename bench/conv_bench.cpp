@@ -55,10 +55,10 @@ static int serve(const std::string& id, const std::string& dir) {
   readFile(dir + "/w.bin", weight);
   readFile(dir + "/b.bin", bias);
   // At load time: the weight packed once (channels innermost, in vectors).
-  Halide::Runtime::Buffer<float> packed(packedConv2DWeightExtents(s, kPackWidth));
-  packConv2DWeightsInto(weight.data(), s, kPackWidth, packed.data());
+  Halide::Runtime::Buffer<float> packed(packedConv2DWeightExtents(s, fn->second.packTile));
+  packConv2DWeightsInto(weight.data(), s, fn->second.packTile, packed.data());
   auto call = [&] {
-    int rc = fn->second(x.raw_buffer(), packed.raw_buffer(), bias.raw_buffer(), y.raw_buffer());
+    int rc = fn->second.fn(x.raw_buffer(), packed.raw_buffer(), bias.raw_buffer(), y.raw_buffer());
     if (rc != 0) throw std::runtime_error("pipeline " + id + " failed with " + std::to_string(rc));
   };
   call();

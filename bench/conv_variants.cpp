@@ -34,16 +34,19 @@ static void timeWorkload(const ConvWorkload& w, const std::vector<const Variant*
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   for (Buffer* b : {&x, &weight, &bias}) b->for_each_value([&](float& v) { v = u(rng); });
-  Buffer packed(packedConv2DWeightExtents(s, kPackWidth));
-  packConv2DWeightsInto(weight.data(), s, kPackWidth, packed.data());
+  std::vector<Buffer> packed;
+  for (const Variant* v : variants) {
+    packed.emplace_back(packedConv2DWeightExtents(s, v->packTile));
+    packConv2DWeightsInto(weight.data(), s, v->packTile, packed.back().data());
+  }
   double gflop = s.flopsPerExample() * w.batch / 1e9;
   std::printf("%s: %s N=%d, %.3f GFLOP\n", w.id.c_str(), s.str().c_str(), w.batch, gflop);
-  auto call = [&](const Variant* v, Buffer& out) {
-    return v->fn(x.raw_buffer(), packed.raw_buffer(), bias.raw_buffer(), out.raw_buffer());
+  auto call = [&](size_t v, Buffer& out) {
+    return variants[v]->fn(x.raw_buffer(), packed[v].raw_buffer(), bias.raw_buffer(), out.raw_buffer());
   };
-  call(variants[0], first);
+  call(0, first);
   std::vector<double> diffs;
-  for (const Variant* v : variants) {  // every variant must agree with the first
+  for (size_t v = 0; v < variants.size(); ++v) {  // every variant must agree with the first
     call(v, y);
     double worst = 0, largest = 1e-6;
     for (size_t i = 0; i < y.number_of_elements(); ++i) {
@@ -56,7 +59,7 @@ static void timeWorkload(const ConvWorkload& w, const std::vector<const Variant*
   for (int round = -3; round < reps; ++round)
     for (size_t v = 0; v < variants.size(); ++v) {
       auto t0 = std::chrono::steady_clock::now();
-      call(variants[v], y);
+      call(v, y);
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (round >= 0) times[v].push_back(ms);
     }

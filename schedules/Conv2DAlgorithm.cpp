@@ -27,7 +27,7 @@ Func packConv2DWeights(const Func& weight, const Conv2DShape& s, const std::stri
 }
 
 Conv2DFuncs conv2dForward(const Func& in, const Func& weight, const Func& biasIn, const Conv2DShape& s,
-                          const std::string& name, WeightLayout layout) {
+                          const std::string& name, WeightLayout layout, int packTile) {
   Conv2DFuncs f;
   const Halide::Var &c = f.c, &x = f.x, &y = f.y, &n = f.n;
   const int K = s.filters, Cg = s.channelsPerGroup(), Kg = K / s.groups;
@@ -46,7 +46,13 @@ Conv2DFuncs conv2dForward(const Func& in, const Func& weight, const Func& biasIn
 
   Expr k = Halide::min(c, K - 1);
   f.weightsPacked = layout == WeightLayout::Packed;
-  f.weights = f.weightsPacked ? weight : packConv2DWeights(weight, s, name + "_weights");
+  if (f.weightsPacked) {
+    Halide::Var ci("ci"), kx("kx"), ky("ky");
+    f.weights = Func(name + "_weights");
+    f.weights(c, ci, kx, ky) = weight(c % packTile, ci, kx, ky, c / packTile);
+  } else {
+    f.weights = packConv2DWeights(weight, s, name + "_weights");
+  }
   f.bias = Func(name + "_bias");
   f.bias(c) = s.bias ? Halide::select(c < K, biasIn(k), 0.0f) : Expr(0.0f);
 

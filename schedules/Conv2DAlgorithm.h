@@ -9,7 +9,8 @@
 // k >= K so that a schedule may round the output channels up to whole
 // vectors. Either the pipeline packs it (WeightLayout::PyTorch, a stage
 // computed once per call) or it arrives packed (WeightLayout::Packed: a
-// network packs it once at load time, packedConv2DWeightExtents says how).
+// network packs it once at load time, in blocks of `packTile` channels,
+// packConv2DWeightsInto in Conv2DShape.h).
 //
 // To move into compiler/layers/Conv2D.cpp: it depends on Halide only.
 #pragma once
@@ -25,7 +26,7 @@ namespace cnnc {
 
 enum class WeightLayout {
   PyTorch,  // w(kx, ky, ci, k): [K][C/groups][kh][kw]
-  Packed,   // w(k, ci, kx, ky) with k in [0, roundUp(K, vectorWidth)), zero for k >= K
+  Packed,   // w(kk, ci, kx, ky, k / packTile), kk = k % packTile, zero for k >= K
 };
 
 // The Funcs of one forward convolution; the schedule works on these.
@@ -45,7 +46,7 @@ struct Conv2DFuncs {
 // `weight`: in `layout`; `bias`: (k), ignored (may be undefined) when !shape.bias.
 Conv2DFuncs conv2dForward(const Halide::Func& in, const Halide::Func& weight, const Halide::Func& bias,
                           const Conv2DShape& shape, const std::string& name = "conv",
-                          WeightLayout layout = WeightLayout::PyTorch);
+                          WeightLayout layout = WeightLayout::PyTorch, int packTile = 0);
 
 // The packed weight as a Func of the PyTorch one (the PyTorch-layout stage).
 Halide::Func packConv2DWeights(const Halide::Func& weight, const Conv2DShape& shape, const std::string& name);

@@ -41,23 +41,26 @@ struct Conv2DShape {
   }
 };
 
-// Extents (k, ci, kx, ky) of a packed weight buffer for vectors of
-// `vectorWidth` floats.
-inline std::vector<int> packedConv2DWeightExtents(const Conv2DShape& s, int vectorWidth) {
-  return {(s.filters + vectorWidth - 1) / vectorWidth * vectorWidth, s.channelsPerGroup(), s.kernelW, s.kernelH};
+// The packed weight: blocks of `tile` output channels (a multiple of the
+// vector width; the register tile's channels, so that one tile's weights
+// are one contiguous stream), each block (kk, ci, kx, ky) with kk innermost;
+// zero for channels >= K. Extents (kk, ci, kx, ky, block).
+inline std::vector<int> packedConv2DWeightExtents(const Conv2DShape& s, int tile) {
+  return {tile, s.channelsPerGroup(), s.kernelW, s.kernelH, (s.filters + tile - 1) / tile};
 }
 
-// Packs a PyTorch-layout weight (plain C++, for a runtime at load time):
-// `packed` holds the product of packedConv2DWeightExtents.
-inline void packConv2DWeightsInto(const float* weight, const Conv2DShape& s, int vectorWidth, float* packed) {
-  std::vector<int> e = packedConv2DWeightExtents(s, vectorWidth);
-  const int Cg = s.channelsPerGroup();
-  for (int ky = 0; ky < s.kernelH; ++ky)
-    for (int kx = 0; kx < s.kernelW; ++kx)
-      for (int ci = 0; ci < Cg; ++ci)
-        for (int k = 0; k < e[0]; ++k)
-          packed[((size_t(ky) * s.kernelW + kx) * Cg + ci) * e[0] + k] =
-              k < s.filters ? weight[((size_t(k) * Cg + ci) * s.kernelH + ky) * s.kernelW + kx] : 0.0f;
+// Packs a PyTorch-layout weight [K][C/groups][kh][kw] (plain C++, for a
+// runtime at load time) into `packed`, the size of packedConv2DWeightExtents.
+inline void packConv2DWeightsInto(const float* weight, const Conv2DShape& s, int tile, float* packed) {
+  const int Cg = s.channelsPerGroup(), blocks = (s.filters + tile - 1) / tile;
+  for (int b = 0; b < blocks; ++b)
+    for (int ky = 0; ky < s.kernelH; ++ky)
+      for (int kx = 0; kx < s.kernelW; ++kx)
+        for (int ci = 0; ci < Cg; ++ci)
+          for (int kk = 0; kk < tile; ++kk) {
+            int k = b * tile + kk;
+            *packed++ = k < s.filters ? weight[((size_t(k) * Cg + ci) * s.kernelH + ky) * s.kernelW + kx] : 0.0f;
+          }
 }
 
 }  // namespace cnnc

@@ -97,6 +97,12 @@ void setKnob(Knobs& k, const std::string& assignment) {
   }
 }
 
+int packTile(const Conv2DShape& s, const Knobs& k) {
+  int tileC = k.vectorWidth * k.channelVectors;
+  if (s.filters % tileC == 0) return tileC;
+  return (s.filters + k.vectorWidth - 1) / k.vectorWidth * k.vectorWidth;
+}
+
 namespace {
 
 void scheduleInput(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, const Func& out, const Var& taskLevel) {

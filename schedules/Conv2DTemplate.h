@@ -70,6 +70,11 @@ Knobs defaultKnobs(const Conv2DShape& shape, int batch, const Halide::Target& ta
 // unknown name or a bad value.
 void setKnob(Knobs& knobs, const std::string& assignment);
 
+// The channel block of packed weights (WeightLayout::Packed) that suits
+// `knobs`: the register tile's channels when they divide K (each tile reads
+// one contiguous stream), else all of K rounded up to whole vectors.
+int packTile(const Conv2DShape& shape, const Knobs& knobs);
+
 // Applies the schedule to f (f.output becomes compute_root). `batch` is the
 // batch size the pipeline is compiled for (0: unknown). Knobs out of range
 // for the shape are clamped (tileX to the output width, ...).
