@@ -28,37 +28,72 @@ std::string Knobs::str() const {
   return s.str();
 }
 
+// The register tile is chosen by a small cost model over the candidates
+// that fit the registers, each scored (lower is better) by
+//   waste: computed outputs over needed ones (tiles that overhang the
+//          row, the column or K are recomputed or rounded up),
+//   loads: (vectors + broadcasts) per FMA, as (1 + loads / 2): with one
+//          vector load and one broadcast per group of FMAs, both load
+//          ports keep up, but each load is an instruction in the loop,
+//   size:  (1 + 2 / accumulators): more accumulators hide the FMA latency
+//          and amortize the loop and the tile's stores.
+// Measured on W1/W2 (bench/NOTES.md): it picks 4x5 for W1 (100 columns),
+// 2x7 over 2 rows for 56 and 112 columns and 14x14 outputs.
 Knobs defaultKnobs(const Conv2DShape& s, int batch, const Halide::Target& target) {
   Knobs k;
-  int natural = naturalFloatVector(target);
-  bool avx512 = natural == 16;
-  bool fma = avx512 || target.has_feature(Halide::Target::FMA);
-  // Accumulator registers: AVX-512 has 32 vector registers and loads feed
-  // FMAs straight from memory (a weight vector load and a broadcast per
-  // FMA group), so 20-24 accumulators; AVX2 has 16 registers: 12 (3x4, as
-  // apps/conv_layer); SSE has no FMA and needs a temporary per product: 8.
-  int accumulators = avx512 ? 20 : fma ? 12 : 8;
-  int maxVectors = avx512 ? 4 : fma ? 3 : 2;
+  const int natural = naturalFloatVector(target);
+  const bool avx512 = natural == 16;
+  const bool fma = avx512 || target.has_feature(Halide::Target::FMA);
+  const int P = s.outWidth(), Q = s.outHeight(), N = std::max(batch, 1), K = s.filters;
+  // AVX-512: 32 vector registers; AVX2 and SSE: 16. Each tile needs its
+  // weight vectors and one broadcast besides the accumulators (and a
+  // temporary per product without FMA).
+  const int registers = avx512 ? 32 : 16;
+  const int maxAccumulators = avx512 ? 28 : fma ? 12 : 8;
 
   k.vectorWidth = natural;
-  while (k.vectorWidth > 4 && k.vectorWidth / 2 >= s.filters) k.vectorWidth /= 2;
-  int vectors = (s.filters + k.vectorWidth - 1) / k.vectorWidth;
-  k.channelVectors = std::min(maxVectors, vectors);
-  k.tileX = std::max(1, std::min(accumulators / k.channelVectors, s.outWidth()));
-  k.tileY = 1;
+  while (k.vectorWidth > 4 && k.vectorWidth / 2 >= K) k.vectorWidth /= 2;
+  const int vec = k.vectorWidth;
+  const int vectors = (K + vec - 1) / vec;
+  double best = 1e30;
+  for (int cv = 1; cv <= std::min(4, vectors); ++cv)
+    for (int ty = 1; ty <= std::min(2, Q); ++ty)
+      for (int tx = 1; tx <= std::min(P, 16); ++tx) {
+        int acc = cv * tx * ty;
+        if (acc > maxAccumulators || acc + cv + 1 + (fma ? 0 : 1) > registers) continue;
+        int tileC = cv * vec;
+        double waste = double((P + tx - 1) / tx * tx) / P * double((Q + ty - 1) / ty * ty) / Q *
+                       double((K + tileC - 1) / tileC * tileC) / K;
+        double loads = double(cv + tx * ty) / acc;
+        double score = waste * (1 + loads / 2) * (1 + 2.0 / acc);
+        if (score < best - 1e-9) {
+          best = score;
+          k.channelVectors = cv;
+          k.tileX = tx;
+          k.tileY = ty;
+        }
+      }
 
+  // Input channels unrolled: 4 where they divide (measured 1-2% over 2 on
+  // W1), all of them for an image's 3.
   int Cg = s.channelsPerGroup();
-  k.reductionUnroll = Cg <= 4 ? Cg : Cg % 2 == 0 ? 2 : 1;
+  k.reductionUnroll = Cg <= 4 ? Cg : Cg % 4 == 0 ? 4 : Cg % 2 == 0 ? 2 : 1;
 
-  // Rows x examples are the tasks; with few of them (batch 1 deep in a
-  // network) channel tiles are tasks too, so that both threads get work.
-  int rows = s.outHeight() * std::max(batch, 1);
-  k.rowsPerTask = 1;
-  k.channelTasks = rows < 16 && vectors > k.channelVectors;
+  // Tasks: row blocks x examples. Two tile rows per task where there are
+  // plenty of tasks (halves the re-read halo of the task's input rows;
+  // measured +3% on W1, +10% on the 7x7 stem at N=8). With few tasks (one
+  // example, few rows) the channel tiles are tasks too, so that both
+  // threads get balanced work.
+  k.rowsPerTask = k.tileY;
+  if (Q * N / (2 * k.tileY) >= 32) k.rowsPerTask = 2 * k.tileY;
+  int tasks = (Q + k.rowsPerTask - 1) / k.rowsPerTask * N;
+  int channelTiles = (K + vec * k.channelVectors - 1) / (vec * k.channelVectors);
+  k.channelTasks = tasks < 16 && channelTiles > 1;
   k.channelsOuter = true;
+  // A padded input is a select per load: store the rows each task reads.
   k.input = (s.padX > 0 || s.padY > 0) ? InputAt::Task : InputAt::Inline;
   // Below ~2 MFLOP waking the thread pool costs more than it saves.
-  k.parallel = s.flopsPerExample() * std::max(batch, 1) >= 2e6;
+  k.parallel = s.flopsPerExample() * N >= 2e6;
   return k;
 }
 
