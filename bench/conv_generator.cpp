@@ -9,6 +9,10 @@
 //       compiles workloads under each VARIANT into OUTDIR/variants.a
 //       (functions v0, v1, ...) and OUTDIR/variants.h, a table for
 //       conv_variants.cpp: a static timing program for a quiet machine.
+//   conv_generator check
+//       odd shapes (groups, dilation, stride, K not a multiple of the
+//       tile) under several knob settings against a double-precision
+//       reference, for the JIT target (HL_JIT_TARGET: avx2, sse41, ...).
 //   conv_generator tune ID [reps=R] VARIANT...
 //       (weights packed once beforehand, as at load time)
 //       JIT-compiles one workload under each VARIANT ("default" or
@@ -167,6 +171,50 @@ static double median(std::vector<double> v) {
   return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
+// Odd shapes (groups, dilation, K not a multiple of the tile, tiny layers)
+// under the default knobs and a few others, against the reference.
+static int check() {
+  Halide::Target target = Halide::get_jit_target_from_environment();
+  auto shape = [](int C, int K, int kernel, int stride, int pad, int dilation, int groups, int W, int H) {
+    Conv2DShape s = convShape(C, K, kernel, stride, pad, W, H, ConvActivation::ReLU);
+    s.dilationX = s.dilationY = dilation;
+    s.groups = groups;
+    return s;
+  };
+  std::vector<ConvWorkload> cases = {
+      {"lenet_c1", shape(1, 6, 5, 1, 0, 1, 1, 32, 32), 2},
+      {"odd_k", shape(16, 10, 3, 2, 1, 1, 1, 17, 13), 3},
+      {"dilated", shape(8, 8, 3, 1, 2, 2, 1, 20, 20), 1},
+      {"groups", shape(8, 12, 3, 1, 1, 1, 2, 12, 12), 2},
+      {"pointwise_k48", shape(32, 48, 1, 1, 0, 1, 1, 7, 7), 1},
+      {"k24", shape(64, 24, 3, 1, 1, 1, 1, 14, 14), 1},
+      {"k72_wide", shape(24, 72, 3, 1, 1, 1, 1, 30, 5), 2},
+  };
+  const std::vector<std::string> variants = {"default", "tile_y=2,rows_per_task=4", "reduction_block=4,block_columns=8",
+                                             "input=root,channel_tasks=true", "parallel=false,channels_outer=false"};
+  int failures = 0;
+  for (const ConvWorkload& w : cases)
+    for (const std::string& spec : variants) {
+      if (spec.find("reduction_block") != std::string::npos && w.shape.groups > 1) continue;
+      conv2d::Knobs k = parseVariant(w, target, spec);
+      ConvPipeline p = buildConvPipeline(w, k);
+      p.pipeline.compile_jit(target);
+      Data d = makeData(w);
+      Halide::Buffer<float> packed = pack(w, d, p.packTile);
+      p.input.set(d.input);
+      p.weight.set(packed);
+      p.bias.set(d.bias);
+      p.pipeline.realize(d.output);
+      double err = sampledError(w, d);
+      bool ok = err <= 1e-4;
+      failures += !ok;
+      std::printf("%-14s %-40s %s error %.1e  [%s]\n", w.id.c_str(), spec.c_str(), ok ? "ok   " : "WRONG", err,
+                  k.str().c_str());
+    }
+  std::printf("%s: %d failures\n", target.to_string().c_str(), failures);
+  return failures ? 1 : 0;
+}
+
 static int tune(const std::string& id, int reps, const std::vector<std::string>& specs) {
   const ConvWorkload& w = findWorkload(id);
   Halide::Target target = Halide::get_jit_target_from_environment();
@@ -221,6 +269,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (args.size() >= 2 && args[0] == "aot") return aot(args[1], args.size() > 2 ? args[2] : "");
+    if (args.size() == 1 && args[0] == "check") return check();
     if (args.size() >= 4 && args[0] == "asm") {  // asm FILE ID VARIANT: the assembly of one variant
       const ConvWorkload& w = findWorkload(args[2]);
       Halide::Target target = Halide::get_host_target();

@@ -79,13 +79,15 @@ Knobs defaultKnobs(const Conv2DShape& s, int batch, const Halide::Target& target
   int Cg = s.channelsPerGroup();
   k.reductionUnroll = Cg <= 4 ? Cg : Cg % 4 == 0 ? 4 : Cg % 2 == 0 ? 2 : 1;
 
-  // Tasks: row blocks x examples. Two tile rows per task where there are
-  // plenty of tasks (halves the re-read halo of the task's input rows;
-  // measured +3% on W1, +10% on the 7x7 stem at N=8). With few tasks (one
-  // example, few rows) the channel tiles are tasks too, so that both
-  // threads get balanced work.
+  // Tasks: row blocks x examples. Two output rows per task where there
+  // are plenty of tasks (W1: 10% over one row: a task's tiles share its
+  // input rows in L1/L2); one tile row when tiles are two rows high (W2b at
+  // N=8: 4 rows per task 20% slower than 2). Kernels taller than 3 read a
+  // halo of kh - stride extra input rows per task: more rows per task
+  // amortize it (the 7x7 stem at N=8: 8 rows 4% over 2).
   k.rowsPerTask = k.tileY;
-  if (Q * N / (2 * k.tileY) >= 32) k.rowsPerTask = 2 * k.tileY;
+  if (k.tileY == 1 && Q * N / 2 >= 32) k.rowsPerTask = 2;
+  while (s.kernelH > 3 && k.rowsPerTask < 8 && Q * N / (2 * k.rowsPerTask) >= 32) k.rowsPerTask *= 2;
   int tasks = (Q + k.rowsPerTask - 1) / k.rowsPerTask * N;
   int channelTiles = (K + vec * k.channelVectors - 1) / (vec * k.channelVectors);
   k.channelTasks = tasks < 16 && channelTiles > 1;
