@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (args.size() == 2 && args[0] == "peak") {
-      std::printf("%.1f\n", measurePeakGflops(std::stoi(args[1]), 0.5));
+      std::printf("%.1f\n", measurePeakGflops(std::stoi(args[1]), 0.3));
       return 0;
     }
     if (args.size() == 1 && args[0] == "list") {

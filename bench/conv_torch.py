@@ -8,8 +8,8 @@ For each: random NCHW input, weight and bias in PyTorch (torch.nn.Conv2d);
 the same values go to conv_bench (input as NHWC, cnnc's internal layout);
 its output must agree with PyTorch's to 1e-4 relative (to the largest
 value) before anything is timed. Then, after a warm-up, single calls
-alternate between the two sides in turns of K calls (default 5), N calls
-each; the table gives medians and
+alternate between the two sides in turns of K timed calls (default 5,
+after one untimed call and a pause of --gap-ms), N calls each; the table gives medians and
 minima, the ratio PyTorch/cnnc (above 1: cnnc is faster), cnnc's GFLOP/s
 and its share of the FP32 peak measured by an FMA loop (conv_bench peak 2)
 right after the workload. Both sides use 2 threads (torch.set_num_threads,
@@ -97,23 +97,24 @@ def run(id_, spec, bench, reps, channels_last, work, gap_ms, block):
             forward(x)
             return (time.perf_counter() - start) * 1e3
 
-    # The sides alternate in turns of `block` calls: after a parallel region
-    # the other side's worker threads spin for a while (OpenMP's wait
-    # policy, Halide's pool) and compete with the first call of a turn.
-    # (A pause between turns, --gap-ms, costs more here: idle vCPUs of this
-    # virtual machine are slow to wake.)
+    # The sides alternate in turns of one untimed call and `block` timed
+    # calls back to back, as a network's layers run. Between turns a pause:
+    # after a parallel region the other side's worker threads keep spinning
+    # for a while (OpenMP's wait policy; PyTorch's after every call), and
+    # would take a core from the turn that follows; the untimed call takes
+    # the cost of waking idle threads (and vCPUs) after the pause.
     def pause():
         if gap_ms:
             time.sleep(gap_ms / 1e3)
 
-    for _ in range(3):  # warm-up
+    for _ in range(2):  # warm-up
         pause(), ours(block), pause(), [theirs_once() for _ in range(block)]
     our_times, their_times = [], []
     while len(our_times) < reps:
         pause()
-        our_times += ours(block)
+        our_times += ours(block + 1)[1:]
         pause()
-        their_times += [theirs_once() for _ in range(block)]
+        their_times += [theirs_once() for _ in range(block + 1)][1:]
     server.stdin.write("quit\n")
     server.stdin.flush()
     server.wait()
@@ -146,7 +147,7 @@ def main():
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--min-peak", type=float, default=0)
-    parser.add_argument("--gap-ms", type=float, default=0, help="pause before each turn")
+    parser.add_argument("--gap-ms", type=float, default=20, help="pause before each turn")
     parser.add_argument("--block", type=int, default=5, help="calls per side per turn")
     parser.add_argument("--tries", type=int, default=30)
     parser.add_argument("ids", nargs="*")

@@ -30,15 +30,17 @@ std::string Knobs::str() const {
 
 // The register tile is chosen by a small cost model over the candidates
 // that fit the registers, each scored (lower is better) by
-//   waste: computed outputs over needed ones (tiles that overhang the
-//          row, the column or K are recomputed or rounded up),
+//   waste^2: computed outputs over needed ones (tiles that overhang the
+//          row, the column or K are recomputed or rounded up), squared:
+//          on W1 4x5 (exact on 100 columns) beat 4x6 (102) by 1.5%,
 //   loads: (vectors + broadcasts) per FMA, as (1 + loads / 2): with one
 //          vector load and one broadcast per group of FMAs, both load
 //          ports keep up, but each load is an instruction in the loop,
 //   size:  (1 + 2 / accumulators): more accumulators hide the FMA latency
 //          and amortize the loop and the tile's stores.
-// Measured on W1/W2 (bench/NOTES.md): it picks 4x5 for W1 (100 columns),
-// 2x7 over 2 rows for 56 and 112 columns and 14x14 outputs.
+// On W1/W2 it picks 4x5 (W1, 100 columns), 4x3 over 2 rows (56 columns),
+// 4x6 (the stem's 112 columns) and 2x14 (14x14 outputs); each within the
+// noise of the best variant measured (bench/NOTES.md).
 Knobs defaultKnobs(const Conv2DShape& s, int batch, const Halide::Target& target) {
   Knobs k;
   const int natural = naturalFloatVector(target);
@@ -65,7 +67,7 @@ Knobs defaultKnobs(const Conv2DShape& s, int batch, const Halide::Target& target
         double waste = double((P + tx - 1) / tx * tx) / P * double((Q + ty - 1) / ty * ty) / Q *
                        double((K + tileC - 1) / tileC * tileC) / K;
         double loads = double(cv + tx * ty) / acc;
-        double score = waste * (1 + loads / 2) * (1 + 2.0 / acc);
+        double score = waste * waste * (1 + loads / 2) * (1 + 2.0 / acc);
         if (score < best - 1e-9) {
           best = score;
           k.channelVectors = cv;
