@@ -127,7 +127,8 @@ def run(id_, spec, bench, reps, channels_last, work, gap_ms, block):
 
 
 def run_quiet(id_, spec, bench, args, work):
-    """run() when the peak before and after is at least args.min_peak."""
+    """run() when the peak before and after is at least args.min_peak (or, after
+    args.tries attempts, anyway, saying so in the row)."""
     for attempt in range(1, args.tries + 1):
         before = peak(bench) if args.min_peak else 0
         if before < args.min_peak:
@@ -138,7 +139,9 @@ def run_quiet(id_, spec, bench, args, work):
             r["tries"] = attempt
             r["peak"] = min(before, r["peak"]) if args.min_peak else r["peak"]
             return r
-    raise RuntimeError(f"{id_}: no quiet window in {args.tries} tries (peak below {args.min_peak})")
+    r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block)
+    r["tries"] = f"{args.tries}, no quiet window"
+    return r
 
 
 def main():
