@@ -84,15 +84,17 @@ Knobs defaultKnobs(const Conv2DShape& s, int batch, const Halide::Target& target
   // Tasks: row blocks x examples. Two output rows per task where there
   // are plenty of tasks (W1: 10% over one row: a task's tiles share its
   // input rows in L1/L2); one tile row when tiles are two rows high (W2b at
-  // N=8: 4 rows per task 20% slower than 2). Kernels taller than 3 read a
-  // halo of kh - stride extra input rows per task: more rows per task
-  // amortize it (the 7x7 stem at N=8: 8 rows 4% over 2).
+  // N=8: 4 rows per task 20% slower than 2). Channel tiles become tasks
+  // below 8 row tasks (W2d at N=1 has 14 rows: 14 tasks beat 56 by 8%).
+  // Kernels taller than 3 read a halo of kh - stride extra input rows per
+  // task: more rows per task amortize it (the 7x7 stem at N=8: 8 rows 4%
+  // over 2).
   k.rowsPerTask = k.tileY;
   if (k.tileY == 1 && Q * N / 2 >= 32) k.rowsPerTask = 2;
   while (s.kernelH > 3 && k.rowsPerTask < 8 && Q * N / (2 * k.rowsPerTask) >= 32) k.rowsPerTask *= 2;
   int tasks = (Q + k.rowsPerTask - 1) / k.rowsPerTask * N;
   int channelTiles = (K + vec * k.channelVectors - 1) / (vec * k.channelVectors);
-  k.channelTasks = tasks < 16 && channelTiles > 1;
+  k.channelTasks = tasks < 8 && channelTiles > 1;
   k.channelsOuter = true;
   // A padded input is a select per load: store the rows each task reads.
   k.input = (s.padX > 0 || s.padY > 0) ? InputAt::Task : InputAt::Inline;

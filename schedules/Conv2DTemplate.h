@@ -14,9 +14,30 @@
 //         channelVectors*tileX*tileY FMAs into the accumulators
 //       store activation(tile)
 //
-// The accumulators stay in registers over the whole reduction: with 32
-// vector registers (AVX-512) a tile of 24 or fewer accumulators leaves
-// room for the weight vectors and one broadcast; with 16 (AVX2, SSE) 12.
+// Registers. The accumulators stay in registers over the whole reduction.
+// AVX-512 has 32 zmm registers: W1's 4x5 tile is 20 accumulators + 4
+// weight vectors + 1 broadcast = 25, and the inner loop per input channel
+// is 4 vmovups of weights, 5 vbroadcastss, 20 vfmadd231ps, no spills
+// (tiles up to 28 accumulators fit: 2x7 over 2 rows is 28 + 2 + 1). The
+// two load ports feed 9 loads per 20 FMAs (two FMA ports) with room to
+// spare. AVX2 and SSE have 16 registers: 12 accumulators at most (3x4, as
+// apps/conv_layer), 8 without FMA (a temporary per product).
+//
+// Weights: packed once at load time in blocks of the tile's channels
+// (packTile), so that each tile reads its weights as one contiguous stream
+// from L2 (W1: 295 KB per 64-channel tile, reused by every tile of the
+// row); this layout was worth 15% on W1 over channels-innermost packing.
+//
+// Measured (2026-11-22) on the 2-vCPU Intel Xeon (Sapphire Rapids class,
+// AVX-512, 48 KiB L1d + 2 MiB L2 per core), 2 threads, AOT-compiled, NHWC
+// in and out, weights packed beforehand, medians of 20 alternating calls:
+//   W1 (3x3, N=5, 128->128, 100x80 out, bias+ReLU), default knobs 4x5,
+//   reduction_unroll=4, 2 rows per task: 37.5-39.2 ms, 301-314 GFLOP/s,
+//   88-93% of the FMA-loop peak measured in the same run (330-345 GFLOP/s);
+//   PyTorch 1.13 (oneDNN, 2 threads) 42.6-43.7 ms on the same shape in
+//   the same runs: 1.12-1.13x. apps/conv_layer's own schedule (4x5, weights
+//   channels-innermost over all K) measured 53-54 ms (70%) on the same kind
+//   of machine. bench/NOTES.md has the W2 shapes and the variants tried.
 #pragma once
 
 #include <string>
