@@ -11,11 +11,14 @@
 //       DIR/y.bin (output, NHWC) and prints "ready"; then answers each line
 //       "run K" with K wall times in ms, one call each. The weight is packed
 //       once after loading, outside the timed calls; no layout conversion is
-//       inside them (NHWC in and out).
+//       inside them (NHWC in and out). "peak MS" answers the FMA-loop peak
+//       of 2 threads in GFLOP/s, measured for about MS ms in this process,
+//       between the timed turns.
 // Threads: HL_NUM_THREADS (bench/conv_torch.py sets 2).
 #include <HalideBuffer.h>
 #include <HalideRuntime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -70,6 +73,12 @@ static int serve(const std::string& id, const std::string& dir) {
     std::string command;
     int count = 0;
     words >> command >> count;
+    if (command == "peak") {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.1f", measurePeakGflops(2, std::max(count, 1) / 1e3));
+      std::cout << buf << std::endl;
+      continue;
+    }
     if (command != "run") break;
     std::string times;
     for (int i = 0; i < count; ++i) {

@@ -11,8 +11,9 @@ value) before anything is timed. Then, after a warm-up, single calls
 alternate between the two sides in turns of K timed calls (default 5,
 after one untimed call and a pause of --gap-ms), N calls each; the table gives medians and
 minima, the ratio PyTorch/cnnc (above 1: cnnc is faster), cnnc's GFLOP/s
-and its share of the FP32 peak measured by an FMA loop (conv_bench peak 2)
-right after the workload. Both sides use 2 threads (torch.set_num_threads,
+and its share of the FP32 peak: the median of FMA-loop peaks (2 threads)
+measured in conv_bench's own process before every turn and after the last
+(their range in the last column). Both sides use 2 threads (torch.set_num_threads,
 HL_NUM_THREADS).
 
 On a shared machine, --min-peak G keeps a workload's row only when the FMA
@@ -56,7 +57,7 @@ def peak(bench):
     return float(subprocess.run([bench, "peak", "2"], capture_output=True, text=True, check=True).stdout)
 
 
-def run(id_, spec, bench, reps, channels_last, work, gap_ms, block):
+def run(id_, spec, bench, reps, channels_last, work, gap_ms, block, peak_ms):
     torch.manual_seed(3)
     conv = torch.nn.Conv2d(spec["C"], spec["K"], spec["kernel"], stride=spec["stride"], padding=spec["pad"],
                            bias=True).eval()
@@ -107,14 +108,21 @@ def run(id_, spec, bench, reps, channels_last, work, gap_ms, block):
         if gap_ms:
             time.sleep(gap_ms / 1e3)
 
+    def fma_peak():  # the FMA-loop peak of 2 threads, measured in conv_bench's process
+        server.stdin.write(f"peak {peak_ms}\n")
+        server.stdin.flush()
+        return float(server.stdout.readline())
+
     for _ in range(2):  # warm-up
         pause(), ours(block), pause(), [theirs_once() for _ in range(block)]
-    our_times, their_times = [], []
+    our_times, their_times, peaks = [], [], []
     while len(our_times) < reps:
+        peaks.append(fma_peak())
         pause()
         our_times += ours(block + 1)[1:]
         pause()
         their_times += [theirs_once() for _ in range(block + 1)][1:]
+    peaks.append(fma_peak())
     server.stdin.write("quit\n")
     server.stdin.flush()
     server.wait()
@@ -123,23 +131,23 @@ def run(id_, spec, bench, reps, channels_last, work, gap_ms, block):
     gflop = 2 * spec["N"] * spec["K"] * spec["C"] * spec["kernel"] ** 2 * out_w * out_h / 1e9
     return dict(ours=(statistics.median(our_times), min(our_times)),
                 theirs=(statistics.median(their_times), min(their_times)),
-                gflop=gflop, peak=peak(bench), error=error)
+                gflop=gflop, peak=statistics.median(peaks), peak_range=(min(peaks), max(peaks)), error=error)
 
 
 def run_quiet(id_, spec, bench, args, work):
-    """run() when the peak before and after is at least args.min_peak (or, after
-    args.tries attempts, anyway, saying so in the row)."""
+    """run() when the peak before it and every in-process peak during it are at
+    least args.min_peak (or, after args.tries attempts, anyway, saying so in
+    the row)."""
     for attempt in range(1, args.tries + 1):
         before = peak(bench) if args.min_peak else 0
         if before < args.min_peak:
             time.sleep(5)
             continue
-        r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block)
-        if r["peak"] >= args.min_peak:
+        r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block, args.peak_ms)
+        if r["peak_range"][0] >= args.min_peak:
             r["tries"] = attempt
-            r["peak"] = min(before, r["peak"]) if args.min_peak else r["peak"]
             return r
-    r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block)
+    r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block, args.peak_ms)
     r["tries"] = f"{args.tries}, no quiet window"
     return r
 
@@ -153,6 +161,7 @@ def main():
     parser.add_argument("--gap-ms", type=float, default=20, help="pause before each turn")
     parser.add_argument("--block", type=int, default=5, help="calls per side per turn")
     parser.add_argument("--tries", type=int, default=30)
+    parser.add_argument("--peak-ms", type=int, default=40, help="length of each in-process FMA peak measurement")
     parser.add_argument("ids", nargs="*")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -164,15 +173,15 @@ def main():
           f"{', channels_last' if args.channels_last else ''})")
     print(f"# command: python3 bench/conv_torch.py {' '.join(sys.argv[1:])}")
     print("| workload | cnnc ms (median / min) | PyTorch ms (median / min) | PyTorch/cnnc | cnnc GFLOP/s "
-          "| share of peak (peak GFLOP/s) | max rel. error |" + (" tries |" if args.min_peak else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if args.min_peak else ""))
+          "| share of peak (peak GFLOP/s) | max rel. error | peak range |" + (" tries |" if args.min_peak else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if args.min_peak else ""))
     with tempfile.TemporaryDirectory() as work:
         for id_ in ids:
             r = run_quiet(id_, specs[id_], bench, args, pathlib.Path(work))
             gflops = r["gflop"] / (r["ours"][0] / 1e3)
             print(f"| {id_} | {r['ours'][0]:.3f} / {r['ours'][1]:.3f} | {r['theirs'][0]:.3f} / {r['theirs'][1]:.3f} "
                   f"| {r['theirs'][0] / r['ours'][0]:.2f} | {gflops:.1f} | {100 * gflops / r['peak']:.1f}% "
-                  f"({r['peak']:.0f}) | {r['error']:.1e} |" + (f" {r['tries']} |" if args.min_peak else ""), flush=True)
+                  f"({r['peak']:.0f}) | {r['error']:.1e} | {r['peak_range'][0]:.0f}-{r['peak_range'][1]:.0f} |" + (f" {r['tries']} |" if args.min_peak else ""), flush=True)
 
 
 if __name__ == "__main__":
