@@ -38,7 +38,7 @@ REQUIRED = object()  # marks a key without a default
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 INTEGER = re.compile(r"[+-]?[0-9]+\Z")
 REAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
-SIZE = re.compile(r"([0-9]+)(?:x([0-9]+))?\Z")
+SIZE = re.compile(r"([0-9]+)x([0-9]+)\Z")
 # One token: a word (identifier, number, dimensions such as 5x5 or 1e-5) or
 # one of the punctuation marks of `name: kind key=value,value`.
 TOKEN = re.compile(r"([A-Za-z0-9_.+-]+)|([=,:])")
@@ -104,10 +104,12 @@ def size(low):
     """`N` (both axes) or `HxW`, as (h, w)."""
     def convert(key, text):
         match = SIZE.match(text)
-        if not match:
+        if INTEGER.match(text):  # a plain number may carry a sign, as any number
+            h = w = int(text)
+        elif match:
+            h, w = int(match.group(1)), int(match.group(2))
+        else:
             raise ValueError(f"'{key}' expects N or HxW, got '{text}'")
-        h = int(match.group(1))
-        w = int(match.group(2)) if match.group(2) is not None else h
         if not (low <= h <= MAX_INT and low <= w <= MAX_INT):
             raise ValueError(f"'{key}' sizes must be in [{low}, {MAX_INT}], got '{text}'")
         return (h, w)
@@ -330,7 +332,7 @@ def parse(text):
                     raise ValueError("'input' given twice")
                 if net.layers:
                     raise ValueError("'input' must come before the first layer")
-                if len(rest) != 1 or not re.fullmatch(r"[0-9]+(x[0-9]+)*", rest[0][0]):
+                if len(rest) != 1 or not re.fullmatch(r"[+-]?[0-9]+|[0-9]+(x[0-9]+)*", rest[0][0]):
                     raise ValueError("expected 'input CxHxW' or 'input N'")
                 dims = tuple(int(d) for d in rest[0][0].split("x"))
                 if len(dims) not in (1, 3):
