@@ -282,9 +282,7 @@ void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
 
   // The accumulator tile over the whole reduction, in registers.
   RVar rc = f.r.x, rkx = f.r.y, rky = f.r.z;
-  Var tileLevel = xo;
-  if (!coOuter && tilesPerTask <= 1) tileLevel = co;  // innermost tile loop
-  if (!coOuter && tilesPerTask > 1) tileLevel = co;
+  Var tileLevel = coOuter ? xo : co;  // the innermost loop over tiles
   f.conv.compute_at(out, tileLevel)
       .vectorize(c, vec, TailStrategy::RoundUp)
       .unroll(c)
