@@ -14,12 +14,15 @@
 //       inside them (NHWC in and out). "peak MS" answers the FMA-loop peak
 //       of 2 threads in GFLOP/s, measured for about MS ms in this process,
 //       between the timed turns.
-// Threads: HL_NUM_THREADS (bench/conv_torch.py sets 2).
+// Threads: HL_NUM_THREADS (bench/conv_torch.py sets 2). CNNC_SPIN_US=U > 0
+// runs the parallel loops on SpinningPool.h's pool (workers spin U µs after
+// each loop before they sleep) instead of Halide's own.
 #include <HalideBuffer.h>
 #include <HalideRuntime.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -29,6 +32,7 @@
 
 #include "ConvFunctions.h"  // generated: the AOT functions by workload id
 #include "ConvWorkloads.h"
+#include "SpinningPool.h"
 
 double measurePeakGflops(int threads, double seconds);
 
@@ -108,7 +112,12 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    if (args.size() == 3 && args[0] == "serve") return serve(args[1], args[2]);
+    if (args.size() == 3 && args[0] == "serve") {
+      const char* spin = std::getenv("CNNC_SPIN_US");
+      const char* threads = std::getenv("HL_NUM_THREADS");
+      if (spin && std::atoi(spin) > 0) installSpinningPool(threads ? std::atoi(threads) : 2, std::atoi(spin));
+      return serve(args[1], args[2]);
+    }
   } catch (const std::exception& e) {
     std::cerr << "conv_bench: " << e.what() << "\n";
     return 1;

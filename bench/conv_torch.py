@@ -1,6 +1,6 @@
 """The W1/W2 convolutions: cnnc's schedule template against PyTorch, side by side.
 
-    python3 bench/conv_torch.py [--build DIR] [--reps N] [--channels-last] [--min-peak GFLOPS]
+    python3 bench/conv_torch.py [--build DIR] [--reps N] [--channels-last] [--min-peak GFLOPS] [--spin-us US]
                                 [--block K] [--gap-ms MS] [ID ...]
 
 IDs are those of `conv_bench list` (W1, W2a_N1, ... W2d_N8; default: all).
@@ -20,6 +20,12 @@ On a shared machine, --min-peak G keeps a workload's row only when the FMA
 peak measured right before and right after it is at least G GFLOP/s (both
 cores free), waiting and retrying otherwise (--tries times); the row then
 says how many tries it took.
+
+Threads on cnnc's side: by default the parallel loops run on
+bench/SpinningPool.h's pool, whose workers spin --spin-us after each loop
+(as OpenMP's do for PyTorch) instead of sleeping at once as Halide's own
+pool's do: on a VM, waking a sleeping vCPU takes longer than a small
+layer's loop. --spin-us 0 measures Halide's pool.
 
 What is timed: cnnc's call takes NHWC in and gives NHWC out (activations
 stay channels-innermost between layers) and packs the weight inside the
@@ -57,7 +63,7 @@ def peak(bench):
     return float(subprocess.run([bench, "peak", "2"], capture_output=True, text=True, check=True).stdout)
 
 
-def run(id_, spec, bench, reps, channels_last, work, gap_ms, block, peak_ms):
+def run(id_, spec, bench, reps, channels_last, work, gap_ms, block, peak_ms, spin_us):
     torch.manual_seed(3)
     conv = torch.nn.Conv2d(spec["C"], spec["K"], spec["kernel"], stride=spec["stride"], padding=spec["pad"],
                            bias=True).eval()
@@ -77,7 +83,7 @@ def run(id_, spec, bench, reps, channels_last, work, gap_ms, block, peak_ms):
         conv = conv.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
-    env = dict(os.environ, HL_NUM_THREADS="2")
+    env = dict(os.environ, HL_NUM_THREADS="2", CNNC_SPIN_US=str(spin_us))
     server = subprocess.Popen([bench, "serve", id_, str(work)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, env=env)
     if server.stdout.readline().strip() != "ready":
@@ -143,11 +149,11 @@ def run_quiet(id_, spec, bench, args, work):
         if before < args.min_peak:
             time.sleep(5)
             continue
-        r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block, args.peak_ms)
+        r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block, args.peak_ms, args.spin_us)
         if r["peak_range"][0] >= args.min_peak:
             r["tries"] = attempt
             return r
-    r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block, args.peak_ms)
+    r = run(id_, spec, bench, args.reps, args.channels_last, work, args.gap_ms, args.block, args.peak_ms, args.spin_us)
     r["tries"] = f"{args.tries}, no quiet window"
     return r
 
@@ -161,6 +167,9 @@ def main():
     parser.add_argument("--gap-ms", type=float, default=20, help="pause before each turn")
     parser.add_argument("--block", type=int, default=5, help="calls per side per turn")
     parser.add_argument("--tries", type=int, default=30)
+    parser.add_argument("--spin-us", type=int, default=2000,
+                        help="cnnc's parallel loops on bench/SpinningPool.h's pool, workers spinning this long "
+                             "after each loop (0: Halide's own pool)")
     parser.add_argument("--peak-ms", type=int, default=40, help="length of each in-process FMA peak measurement")
     parser.add_argument("ids", nargs="*")
     args = parser.parse_args()
@@ -170,7 +179,8 @@ def main():
     ids = args.ids or list(specs)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads"
-          f"{', channels_last' if args.channels_last else ''})")
+          f"{', channels_last' if args.channels_last else ''}); cnnc: 2 threads, "
+          + (f"spinning pool ({args.spin_us} us)" if args.spin_us > 0 else "Halide's thread pool"))
     print(f"# command: python3 bench/conv_torch.py {' '.join(sys.argv[1:])}")
     print("| workload | cnnc ms (median / min) | PyTorch ms (median / min) | PyTorch/cnnc | cnnc GFLOP/s "
           "| share of peak (peak GFLOP/s) | max rel. error | peak range |" + (" tries |" if args.min_peak else ""))
