@@ -262,7 +262,7 @@ void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
   bool coOuter = k.channelsOuter || k.channelTasks;
   if (tilesPerTask > 1) {
     if (coOuter) out.reorder(ci, xi, yi, xo, yo, co, yt, n);
-    else out.reorder(ci, xi, yi, xo, co, yo, yt, n);
+    else out.reorder(ci, xi, yi, co, xo, yo, yt, n);  // both channel tiles at each column tile
   } else {
     if (coOuter) out.reorder(ci, xi, yi, xo, co, yt, n);
     else out.reorder(ci, xi, yi, co, xo, yt, n);
