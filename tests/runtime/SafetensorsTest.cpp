@@ -29,10 +29,10 @@ safetensors::File parseBytes(const std::string& bytes) {
                             "test.safetensors");
 }
 
-// Runs the Python peer; its exit status is 0 when it found what it expected.
-int runPeer(const std::string& arguments) {
+// Runs the Python reference reader/writer; its exit status is 0 when it found what it expected.
+int runReference(const std::string& arguments) {
   std::string command = "/usr/bin/python3 '" + std::string(CNNC_SOURCE_DIR) +
-                        "/tests/runtime/safetensors_peer.py' " + arguments;
+                        "/tests/runtime/safetensors_reference.py' " + arguments;
   return std::system(command.c_str());
 }
 
@@ -243,7 +243,7 @@ TEST_CASE("safetensors: writing refuses what a reader would refuse", "[safetenso
 TEST_CASE("safetensors: a file written from PyTorch tensors loads", "[safetensors][python]") {
   ScratchDirectory scratch;
   std::string path = scratch.file("theirs.safetensors");
-  REQUIRE(runPeer("write " + shellQuoted(path)) == 0);
+  REQUIRE(runReference("write " + shellQuoted(path)) == 0);
   safetensors::File file = safetensors::read(path);
   CHECK(file.metadata == std::map<std::string, std::string>{{"format", "pt"}});
 
@@ -277,7 +277,7 @@ TEST_CASE("safetensors: our file is read by the Python side, in the reference la
                   {"y", "F32", {1}, {-7.5f}},
                   {"odd \"name\" \xc3\xa9\t", "F32", {}, {std::ldexp(1.0f, -149)}}};
   safetensors::write(path, file);
-  CHECK(runPeer("check " + shellQuoted(path)) == 0);
+  CHECK(runReference("check " + shellQuoted(path)) == 0);
 }
 
 TEST_CASE("safetensors: random PyTorch tensors survive a read and a write bit for bit",
@@ -285,7 +285,7 @@ TEST_CASE("safetensors: random PyTorch tensors survive a read and a write bit fo
   ScratchDirectory scratch;
   std::string theirs = scratch.file("random.safetensors");
   std::string ours = scratch.file("again.safetensors");
-  REQUIRE(runPeer("random 7 " + shellQuoted(theirs)) == 0);
+  REQUIRE(runReference("random 7 " + shellQuoted(theirs)) == 0);
   safetensors::File file = safetensors::read(theirs);
   REQUIRE(file.find("special"));
   const auto& special = file.find("special")->data;
@@ -293,7 +293,7 @@ TEST_CASE("safetensors: random PyTorch tensors survive a read and a write bit fo
   CHECK(std::isnan(special[0]));
   CHECK(bitsOf(special[3]) == 0x80000000u);  // -0.0
   safetensors::write(ours, file);
-  CHECK(runPeer("same " + shellQuoted(theirs) + " " + shellQuoted(ours)) == 0);
+  CHECK(runReference("same " + shellQuoted(theirs) + " " + shellQuoted(ours)) == 0);
 }
 
 TEST_CASE("safetensors read: a missing file, a directory and a FIFO are refused by name",

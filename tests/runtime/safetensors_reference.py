@@ -2,10 +2,10 @@
 the published format by hand from PyTorch tensors (json + struct + torch),
 independently of cnnc. Exits non-zero, with a message, on any mismatch.
 
-    safetensors_peer.py write PATH        known tensors in F32, F64, F16, BF16 and I64
-    safetensors_peer.py random SEED PATH  random F32 tensors, special values included
-    safetensors_peer.py check PATH        the tensors the C++ test wrote, in the reference layout
-    safetensors_peer.py same A B          B holds A's tensors bit for bit, in the reference layout
+    safetensors_reference.py write PATH        known tensors in F32, F64, F16, BF16 and I64
+    safetensors_reference.py random SEED PATH  random F32 tensors, special values included
+    safetensors_reference.py check PATH        the tensors the C++ test wrote, in the reference layout
+    safetensors_reference.py same A B          B holds A's tensors bit for bit, in the reference layout
 """
 
 import json
@@ -161,7 +161,7 @@ def main(argv):
         return 0
     problem = check(argv[2]) if command == "check" else same(argv[2], argv[3])
     if problem:
-        print(f"safetensors_peer.py {command}: {problem}", file=sys.stderr)
+        print(f"safetensors_reference.py {command}: {problem}", file=sys.stderr)
         return 1
     return 0
 
