@@ -4,7 +4,7 @@
 // it runs on a quiet machine of the same kind to compare schedules where
 // this one is noisy.
 //
-//   conv_variants [REPS]      (threads: HL_NUM_THREADS)
+//   conv_variants [REPS]      (threads: HL_NUM_THREADS; CNNC_SPIN_US as in conv_bench)
 #include <HalideBuffer.h>
 
 #include <algorithm>
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ConvWorkloads.h"
+#include "SpinningPool.h"
 #include "variants.h"
 
 double measurePeakGflops(int threads, double seconds);
@@ -75,6 +76,8 @@ static void timeWorkload(const ConvWorkload& w, const std::vector<const Variant*
 int main(int argc, char** argv) {
   int reps = argc > 1 ? std::atoi(argv[1]) : 10;
   const char* env = std::getenv("HL_NUM_THREADS");
+  const char* spin = std::getenv("CNNC_SPIN_US");  // > 0: SpinningPool.h's pool instead of Halide's
+  if (spin && std::atoi(spin) > 0) installSpinningPool(env ? std::atoi(env) : 2, std::atoi(spin));
   double peak = measurePeakGflops(env ? std::atoi(env) : 2, 0.3);
   std::printf("peak %.1f GFLOP/s\n", peak);
   for (const ConvWorkload& w : convWorkloads()) {
