@@ -35,7 +35,11 @@
 //   reduction_unroll=4, 2 rows per task: 37.5-39.2 ms, 301-314 GFLOP/s,
 //   88-93% of the FMA-loop peak measured in the same run (330-345 GFLOP/s);
 //   PyTorch 1.13 (oneDNN, 2 threads) 42.6-43.7 ms on the same shape in
-//   the same runs: 1.12-1.13x. apps/conv_layer's own schedule (4x5, weights
+//   the same runs: 1.12-1.13x. With the benchmark's spinning thread pool
+//   (bench/SpinningPool.h; Halide's own pool lets its workers sleep, and
+//   this VM wakes them slowly): 36.98 ms median (36.36 min), 319 GFLOP/s,
+//   94.8% of a 337 GFLOP/s peak, PyTorch 42.1 ms: 1.14x (17:42, quiet).
+//   apps/conv_layer's own schedule (4x5, weights
 //   channels-innermost over all K) measured 53-54 ms (70%) on the same kind
 //   of machine. bench/NOTES.md has the W2 shapes and the variants tried.
 #pragma once
