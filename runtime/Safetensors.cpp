@@ -142,7 +142,12 @@ std::string systemReason(int error) {
 // A JSON value as a message shows it: short, and always valid UTF-8.
 std::string quoteForMessage(const std::string& text) {
   std::string quoted = json(text).dump(-1, ' ', false, json::error_handler_t::replace);
-  if (quoted.size() > 40) quoted = quoted.substr(0, 36) + "...\"";
+  if (quoted.size() > 40) {
+    // Cut before a UTF-8 continuation byte, never inside a character.
+    size_t cut = 36;
+    while (cut > 1 && (static_cast<unsigned char>(quoted[cut]) & 0xC0) == 0x80) --cut;
+    quoted = quoted.substr(0, cut) + "...\"";
+  }
   return quoted;
 }
 

@@ -191,6 +191,18 @@ TEST_CASE("malformed: unsupported dtype", "[safetensors][malformed]") {
         rawFile(entry(std::string("\"") + dtype + "\"", "[2]", "[0,8]"), 8),
         std::string("tensor 't': dtype \"") + dtype + "\" is not supported, expected F32");
   }
+  // A long dtype is shortened in the message, between characters: 35 bytes
+  // of "x" and the quote leave the cut in the middle of a two-byte "é".
+  std::string longDtype = std::string(34, 'x') + std::string(10, '\0');
+  for (int i = 0; i < 5; ++i) longDtype.replace(34 + 2 * i, 2, "\xc3\xa9");
+  std::string bytes = rawFile(entry("\"" + longDtype + "\"", "[2]", "[0,8]"), 8);
+  try {
+    safetensors::parse(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "x");
+    FAIL("the file was accepted");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(),
+               Catch::Contains("dtype \"" + std::string(34, 'x') + "...\" is not supported"));
+  }
 }
 
 TEST_CASE("malformed: data_offsets begin after end", "[safetensors][malformed]") {
