@@ -2,13 +2,12 @@
 // after each loop before they sleep, installed with
 // halide_set_custom_do_par_for.
 //
-// Why: on this project's 2-vCPU virtual machine, waking a sleeping worker
-// takes longer than a small layer's whole parallel loop. With Halide's own
-// pool (workers sleep almost at once after a loop), a 0.06 GFLOP layer
-// (W2d at N=1) called back to back ran at the one-thread time, 0.34 ms,
-// against 0.19 ms on a machine that wakes threads fast. OpenMP (PyTorch)
-// workers spin for a while after each region, so they are awake for the
-// next layer; this pool does the same for ours.
+// Why it exists: PyTorch's OpenMP workers spin after each parallel region,
+// Halide's sleep almost at once, and on a VM waking a sleeping vCPU can
+// cost as much as a small layer's loop. Measured on the project's 2-vCPU
+// machine, interleaved, it made no difference to back-to-back calls
+// (bench/NOTES.md); it stays as an option of the benchmark
+// (CNNC_SPIN_US) for runtimes where wake-ups are slow.
 //
 // One job at a time: a loop that starts while another runs (nested, or
 // from another thread) runs serially on its caller.

@@ -21,11 +21,10 @@ peak measured right before and right after it is at least G GFLOP/s (both
 cores free), waiting and retrying otherwise (--tries times); the row then
 says how many tries it took.
 
-Threads on cnnc's side: by default the parallel loops run on
-bench/SpinningPool.h's pool, whose workers spin --spin-us after each loop
-(as OpenMP's do for PyTorch) instead of sleeping at once as Halide's own
-pool's do: on a VM, waking a sleeping vCPU takes longer than a small
-layer's loop. --spin-us 0 measures Halide's pool.
+Threads on cnnc's side: Halide's thread pool by default; --spin-us U runs
+the parallel loops on bench/SpinningPool.h's pool instead, whose workers
+spin U us after each loop (as OpenMP's do for PyTorch). Interleaved A/B
+runs showed no difference between the two (NOTES.md).
 
 What is timed: cnnc's call takes NHWC in and gives NHWC out (activations
 stay channels-innermost between layers) and packs the weight inside the
@@ -167,7 +166,7 @@ def main():
     parser.add_argument("--gap-ms", type=float, default=20, help="pause before each turn")
     parser.add_argument("--block", type=int, default=5, help="calls per side per turn")
     parser.add_argument("--tries", type=int, default=30)
-    parser.add_argument("--spin-us", type=int, default=2000,
+    parser.add_argument("--spin-us", type=int, default=0,
                         help="cnnc's parallel loops on bench/SpinningPool.h's pool, workers spinning this long "
                              "after each loop (0: Halide's own pool)")
     parser.add_argument("--peak-ms", type=int, default=40, help="length of each in-process FMA peak measurement")

@@ -35,10 +35,9 @@
 //   reduction_unroll=4, 2 rows per task: 37.5-39.2 ms, 301-314 GFLOP/s,
 //   88-93% of the FMA-loop peak measured in the same run (330-345 GFLOP/s);
 //   PyTorch 1.13 (oneDNN, 2 threads) 42.6-43.7 ms on the same shape in
-//   the same runs: 1.12-1.13x. With the benchmark's spinning thread pool
-//   (bench/SpinningPool.h; Halide's own pool lets its workers sleep, and
-//   this VM wakes them slowly): 36.98 ms median (36.36 min), 319 GFLOP/s,
-//   94.8% of a 337 GFLOP/s peak, PyTorch 42.1 ms: 1.14x (17:42, quiet).
+//   the same runs: 1.12-1.13x. Later runs (peak measured inside the
+//   timing process before every turn): 36.98-41.16 ms median, 287-319
+//   GFLOP/s, 87-95% of peak, PyTorch 42.1-51.0 ms: 1.06-1.24x.
 //   apps/conv_layer's own schedule (4x5, weights
 //   channels-innermost over all K) measured 53-54 ms (70%) on the same kind
 //   of machine. bench/NOTES.md has the W2 shapes and the variants tried.
