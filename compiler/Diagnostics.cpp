@@ -24,10 +24,6 @@ void Diagnostics::fatal(const Location& loc, std::string message) {
   throw StageFailed();
 }
 
-void Diagnostics::checkpoint() const {
-  if (hasErrors()) throw StageFailed();
-}
-
 std::string Diagnostics::render(const Diagnostic& d) const {
   std::string out =
       fmt::format("{}:{}:{}: error: {}\n", d.loc.file, d.loc.line, d.loc.col, d.message);

@@ -35,8 +35,6 @@ class Diagnostics {
 
   bool hasErrors() const { return !errors_.empty(); }
   const std::vector<Diagnostic>& errors() const { return errors_; }
-  // Throws StageFailed when any error was recorded.
-  void checkpoint() const;
 
   std::string render() const;  // every diagnostic, in order
   std::string render(const Diagnostic& d) const;

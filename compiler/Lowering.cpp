@@ -28,9 +28,15 @@ Func padded(const LoweredValue& in, Expr value, const std::string& name) {
   Expr w = static_cast<int>(in.shape.width()), h = static_cast<int>(in.shape.height());
   Func f(name);
   Expr inside = x >= 0 && x < w && y >= 0 && y < h;
-  f(c, x, y, n) = Halide::select(inside, in.func(c, Halide::clamp(x, 0, w - 1), Halide::clamp(y, 0, h - 1), n),
-                                 value);
+  f(c, x, y, n) = Halide::select(
+      inside, in.func(c, Halide::clamp(x, 0, w - 1), Halide::clamp(y, 0, h - 1), n), value);
   return f;
+}
+
+Expr flatFeature(const LoweredValue& in, const Expr& f, const Expr& n) {
+  if (!in.shape.isImage()) return in.func(f, 0, 0, n);
+  int h = static_cast<int>(in.shape.height()), w = static_cast<int>(in.shape.width());
+  return in.func(f / (h * w), f % w, (f / w) % h, n);
 }
 
 std::pair<Func, Func> batchNormScaleShift(const Layer& bn, const std::vector<Func>& params) {
@@ -50,21 +56,33 @@ std::vector<int> halideDims(const ParamSpec& spec) {
 
 static LoweredLayer forwardOf(const ForwardContext& ctx) {
   switch (ctx.layer.kind) {
-    case LayerKind::Conv2D: return conv2dForward(ctx);
-    case LayerKind::MaxPool: return maxPoolForward(ctx);
-    case LayerKind::AvgPool: return avgPoolForward(ctx);
-    case LayerKind::GlobalAvgPool: return globalAvgPoolForward(ctx);
-    case LayerKind::Flatten: return flattenForward(ctx);
-    case LayerKind::Dense: return denseForward(ctx);
-    case LayerKind::BatchNorm: return batchNormForward(ctx);
-    case LayerKind::Dropout: return dropoutForward(ctx);
-    case LayerKind::Add: return addForward(ctx);
-    case LayerKind::Concat: return concatForward(ctx);
+    case LayerKind::Conv2D:
+      return conv2dForward(ctx);
+    case LayerKind::MaxPool:
+      return maxPoolForward(ctx);
+    case LayerKind::AvgPool:
+      return avgPoolForward(ctx);
+    case LayerKind::GlobalAvgPool:
+      return globalAvgPoolForward(ctx);
+    case LayerKind::Flatten:
+      return flattenForward(ctx);
+    case LayerKind::Dense:
+      return denseForward(ctx);
+    case LayerKind::BatchNorm:
+      return batchNormForward(ctx);
+    case LayerKind::Dropout:
+      return dropoutForward(ctx);
+    case LayerKind::Add:
+      return addForward(ctx);
+    case LayerKind::Concat:
+      return concatForward(ctx);
     case LayerKind::ReLU:
     case LayerKind::LeakyReLU:
     case LayerKind::Sigmoid:
-    case LayerKind::Tanh: return elementwiseForward(ctx);
-    case LayerKind::Softmax: return softmaxForward(ctx);
+    case LayerKind::Tanh:
+      return elementwiseForward(ctx);
+    case LayerKind::Softmax:
+      return softmaxForward(ctx);
   }
   internalError(__FILE__, __LINE__, "layer kind without a forward algorithm");
 }
@@ -83,8 +101,8 @@ static std::vector<int> foldableBatchNorms(const Network& net) {
     int producer = layer.inputs[0];
     const Layer& conv = net.layers[producer];
     bool isLastLayer = producer == static_cast<int>(net.layers.size()) - 1;
-    if (conv.kind == LayerKind::Conv2D && conv.identAttr("activation") == "none" && consumers[producer] == 1 &&
-        !isLastLayer)
+    if (conv.kind == LayerKind::Conv2D && conv.identAttr("activation") == "none" &&
+        consumers[producer] == 1 && !isLastLayer)
       foldedInto[i] = producer;
   }
   return foldedInto;
@@ -122,8 +140,9 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
     }
   }
 
-  std::vector<int> foldedInto =
-      purpose == Purpose::Inference && foldBatchNorms ? foldableBatchNorms(net) : std::vector<int>(net.layers.size(), -1);
+  std::vector<int> foldedInto = purpose == Purpose::Inference && foldBatchNorms
+                                    ? foldableBatchNorms(net)
+                                    : std::vector<int>(net.layers.size(), -1);
   lowered.folded.assign(net.layers.size(), false);
   std::vector<int> absorbs(net.layers.size(), -1);  // conv -> the batchnorm it absorbs
   for (size_t i = 0; i < net.layers.size(); ++i)
@@ -133,7 +152,8 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
   for (size_t i = 0; i < net.layers.size(); ++i) {
     const Layer& layer = net.layers[i];
     ForwardContext ctx{net, layer, static_cast<int>(i), {}, layerParams[i], purpose};
-    for (int in : layer.inputs) ctx.inputs.push_back(in == kInputIndex ? &input : &lowered.layers[in].value);
+    for (int in : layer.inputs)
+      ctx.inputs.push_back(in == kInputIndex ? &input : &lowered.layers[in].value);
     if (lowered.folded[i]) {
       // The conv before it already applied it.
       LoweredLayer identity;

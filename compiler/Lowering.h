@@ -72,6 +72,9 @@ LoweredLayer softmaxForward(const ForwardContext& ctx);
 Halide::Expr applyActivation(const Halide::Expr& v, const std::string& activation, double alpha = 0.01);
 // `in` read with `value` outside [0, W) x [0, H), for padded windows.
 Halide::Func padded(const LoweredValue& in, Halide::Expr value, const std::string& name);
+// Feature `f` of one example of `in`, in PyTorch's flatten order: for an
+// image, f = (c*H + y)*W + x; for a vector, its element f.
+Halide::Expr flatFeature(const LoweredValue& in, const Halide::Expr& f, const Halide::Expr& n);
 // The batchnorm's per-channel scale and shift in inference:
 // y = x * scale(c) + shift(c).
 std::pair<Halide::Func, Halide::Func> batchNormScaleShift(const Layer& bn,

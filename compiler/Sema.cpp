@@ -249,7 +249,6 @@ class Analyzer {
         from = &kv;
         continue;
       }
-      if (!info) continue;
       const KeySpec* spec = findSpec(info->keys, kv.key.text);
       if (!spec) {
         std::vector<std::string> names = {"from"};
@@ -269,27 +268,25 @@ class Analyzer {
     }
 
     std::vector<int> inputs = resolveInputs(s, from, index, info, ok);
-    if (info) {
-      for (const KeySpec& spec : info->keys) {
-        auto it = std::find_if(values.begin(), values.end(),
-                               [&](auto& v) { return v.first == spec.name; });
-        if (it != values.end()) {
-          layer.attributes.push_back({spec.name, it->second});
-        } else if (!spec.defaultFromKey.empty()) {
-          auto source = std::find_if(values.begin(), values.end(),
-                                     [&](auto& v) { return v.first == spec.defaultFromKey; });
-          if (source != values.end()) layer.attributes.push_back({spec.name, source->second});
-        } else if (spec.required()) {
-          if (written.count(spec.name) || unknownKey) {
-            ok = false;
-            continue;
-          }
-          diags_.error(s.keyword.loc, fmt::format("{} '{}' is missing the required key '{}'",
-                                                  info->name, name, spec.name));
+    for (const KeySpec& spec : info->keys) {
+      auto it =
+          std::find_if(values.begin(), values.end(), [&](auto& v) { return v.first == spec.name; });
+      if (it != values.end()) {
+        layer.attributes.push_back({spec.name, it->second});
+      } else if (!spec.defaultFromKey.empty()) {
+        auto source = std::find_if(values.begin(), values.end(),
+                                   [&](auto& v) { return v.first == spec.defaultFromKey; });
+        if (source != values.end()) layer.attributes.push_back({spec.name, source->second});
+      } else if (spec.required()) {
+        if (written.count(spec.name) || unknownKey) {
           ok = false;
-        } else {
-          layer.attributes.push_back({spec.name, *parseDefault(spec)});
+          continue;
         }
+        diags_.error(s.keyword.loc, fmt::format("{} '{}' is missing the required key '{}'",
+                                                info->name, name, spec.name));
+        ok = false;
+      } else {
+        layer.attributes.push_back({spec.name, *parseDefault(spec)});
       }
     }
     layer.inputs = inputs;
@@ -383,8 +380,9 @@ class Analyzer {
                    "nesterov=true needs momentum greater than 0 (as torch.optim.SGD)");
 
     // A required key that was given but invalid has been reported; it has no value.
-    if (trainValues_.count("loss") && std::get<std::string>(trainValues_.at("loss")) == "cross_entropy" &&
-        !net_.layers.empty() && known_.back()) {
+    if (trainValues_.count("loss") &&
+        std::get<std::string>(trainValues_.at("loss")) == "cross_entropy" && !net_.layers.empty() &&
+        known_.back()) {
       const Shape& out = net_.outputShape();
       bool classVector =
           (out.isFlat() && out.dims[0] >= 2) ||

@@ -56,6 +56,17 @@ int64_t elements(const int64_t* shape, int rank) {
   return count;
 }
 
+// Every parameter as a pipeline argument, in the table's order.
+void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<float>>& params,
+                            std::vector<std::unique_ptr<HostBuffer>>& buffers,
+                            std::vector<void*>& arguments) {
+  for (int i = 0; i < info.paramCount; ++i) {
+    buffers.push_back(std::make_unique<HostBuffer>(
+        params[i].data(), reversed(info.params[i].shape, info.params[i].rank)));
+    arguments.push_back(buffers.back()->get());
+  }
+}
+
 }  // namespace
 
 ModelBase::ModelBase(const NetworkInfo& info, uint64_t seed) : info_(info) {
@@ -105,19 +116,18 @@ void ModelBase::initialize(uint64_t seed) {
 void ModelBase::forward(const float* x, int n, float* out) {
   if (n < 1) throw Error("forward: n must be at least 1, got " + std::to_string(n));
   if (!x || !out) throw Error("forward: null input or output pointer");
+  std::vector<std::unique_ptr<HostBuffer>> params;
+  std::vector<void*> arguments = {nullptr};  // the input, set per chunk
+  appendParameterBuffers(info_, params_, params, arguments);
+  arguments.push_back(nullptr);  // the output, set per chunk
+  const LayerInfo& last = info_.layers[info_.layerCount - 1];
   for (int start = 0; start < n; start += kMaxChunk) {
     int count = std::min(kMaxChunk, n - start);
-    HostBuffer input(x + start * info_.inputSize, batchDims(info_.inputRank, info_.inputShape, count));
-    const LayerInfo& last = info_.layers[info_.layerCount - 1];
+    HostBuffer input(x + start * info_.inputSize,
+                     batchDims(info_.inputRank, info_.inputShape, count));
     HostBuffer output(out + start * info_.outputSize, batchDims(last.rank, last.shape, count));
-    std::vector<std::unique_ptr<HostBuffer>> params;
-    std::vector<void*> arguments = {input.get()};
-    for (int i = 0; i < info_.paramCount; ++i) {
-      params.push_back(std::make_unique<HostBuffer>(params_[i].data(),
-                                                    reversed(info_.params[i].shape, info_.params[i].rank)));
-      arguments.push_back(params.back()->get());
-    }
-    arguments.push_back(output.get());
+    arguments.front() = input.get();
+    arguments.back() = output.get();
     PipelineEntry entry = count == 1 ? info_.forwardOne : info_.forward;
     int status = entry(arguments.data());
     if (status != 0)
@@ -158,10 +168,12 @@ void ModelBase::load(const std::string& path) {
 
 void ModelBase::save(const std::string& path) const {
   safetensors::File file;
-  file.metadata = {{"format", "cnnc"}, {"network", info_.name}, {"architecture", info_.architectureHash}};
+  file.metadata = {
+      {"format", "cnnc"}, {"network", info_.name}, {"architecture", info_.architectureHash}};
   for (int i = 0; i < info_.paramCount; ++i) {
     const ParamInfo& p = info_.params[i];
-    file.tensors.push_back({p.name, "F32", std::vector<int64_t>(p.shape, p.shape + p.rank), params_[i]});
+    file.tensors.push_back(
+        {p.name, "F32", std::vector<int64_t>(p.shape, p.shape + p.rank), params_[i]});
   }
   safetensors::write(path, file);
 }
@@ -189,7 +201,9 @@ float* ModelBase::parameter(const std::string& name) {
   return params_[paramIndex(name)].data();
 }
 
-const float* ModelBase::parameter(const std::string& name) const { return params_[paramIndex(name)].data(); }
+const float* ModelBase::parameter(const std::string& name) const {
+  return params_[paramIndex(name)].data();
+}
 
 std::vector<int64_t> ModelBase::parameterShape(const std::string& name) const {
   const ParamInfo& p = info_.params[paramIndex(name)];
@@ -217,20 +231,18 @@ std::vector<float> ModelBase::activations(const std::string& layer) {
     HostBuffer input(lastInput_.data(), batchDims(info_.inputRank, info_.inputShape, lastBatch_));
     std::vector<std::unique_ptr<HostBuffer>> buffers;
     std::vector<void*> arguments = {input.get()};
-    for (int i = 0; i < info_.paramCount; ++i) {
-      buffers.push_back(std::make_unique<HostBuffer>(params_[i].data(),
-                                                     reversed(info_.params[i].shape, info_.params[i].rank)));
-      arguments.push_back(buffers.back()->get());
-    }
+    appendParameterBuffers(info_, params_, buffers, arguments);
     activations_.assign(info_.layerCount, {});
     for (int i = 0; i < info_.layerCount; ++i) {
       const LayerInfo& l = info_.layers[i];
       activations_[i].assign(static_cast<size_t>(lastBatch_) * elements(l.shape, l.rank), 0.0f);
-      buffers.push_back(std::make_unique<HostBuffer>(activations_[i].data(), batchDims(l.rank, l.shape, lastBatch_)));
+      buffers.push_back(std::make_unique<HostBuffer>(activations_[i].data(),
+                                                     batchDims(l.rank, l.shape, lastBatch_)));
       arguments.push_back(buffers.back()->get());
     }
     int status = info_.activations(arguments.data());
-    if (status != 0) throw Error("activations pipeline failed with Halide error " + std::to_string(status));
+    if (status != 0)
+      throw Error("activations pipeline failed with Halide error " + std::to_string(status));
     activationsValid_ = true;
   }
   return activations_[index];

@@ -31,7 +31,6 @@ LayerKindInfo denseKind() {
           denseFlops};
 }
 
-
 // out(o, n) = act(bias(o) + sum_f in(f, n) * w(f, o)), where an image input
 // is read as a vector in PyTorch's flatten order f = (c*H + y)*W + x.
 LoweredLayer denseForward(const ForwardContext& ctx) {
@@ -43,12 +42,7 @@ LoweredLayer denseForward(const ForwardContext& ctx) {
   int features = static_cast<int>(in.shape.elements());
 
   Halide::Func flat(layer.name + "_flat");
-  if (in.shape.isImage()) {
-    int h = static_cast<int>(in.shape.height()), w = static_cast<int>(in.shape.width());
-    flat(c, n) = in.func(c / (h * w), c % w, (c / w) % h, n);
-  } else {
-    flat(c, n) = in.func(c, 0, 0, n);
-  }
+  flat(c, n) = flatFeature(in, c, n);
   // The weights as w(unit, feature): inlined, this reads PyTorch's layout
   // (features contiguous, for batch 1); stored, it is a transposed copy with
   // units innermost and zero beyond `units` (for batches, vectorized over
@@ -56,8 +50,9 @@ LoweredLayer denseForward(const ForwardContext& ctx) {
   Halide::Func packed(layer.name + "_packed"), bias(layer.name + "_bias");
   Halide::Var f("f");
   packed(c, f) = Halide::select(c < units, weight(f, Halide::min(c, units - 1)), 0.0f);
-  bias(c) = layer.boolAttr("bias") ? Halide::select(c < units, ctx.params[1](Halide::min(c, units - 1)), 0.0f)
-                                   : Halide::Expr(0.0f);
+  bias(c) = layer.boolAttr("bias")
+                ? Halide::select(c < units, ctx.params[1](Halide::min(c, units - 1)), 0.0f)
+                : Halide::Expr(0.0f);
 
   Halide::RDom r(0, features, "r");
   Halide::Func sum(layer.name + "_sum");

@@ -12,7 +12,6 @@ LayerKindInfo flattenKind() {
   return {LayerKind::Flatten, "flatten", {}, 1, 1, flattenShape, nullptr, nullptr};
 }
 
-
 LoweredLayer flattenForward(const ForwardContext& ctx) {
   const auto& [c, x, y, n] = layerVars();
   const LoweredValue& in = *ctx.inputs[0];
@@ -22,10 +21,8 @@ LoweredLayer flattenForward(const ForwardContext& ctx) {
     out.value.func = in.func;
     return out;
   }
-  // Feature f of C*H*W is (c, y, x) in row-major order: f = (c*H + y)*W + x.
-  int h = static_cast<int>(in.shape.height()), w = static_cast<int>(in.shape.width());
   out.value.func = Halide::Func(ctx.layer.name);
-  out.value.func(c, x, y, n) = in.func(c / (h * w), c % w, (c / w) % h, n);
+  out.value.func(c, x, y, n) = flatFeature(in, c, n);
   return out;
 }
 
