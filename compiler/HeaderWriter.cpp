@@ -109,7 +109,7 @@ std::string generateHeader(const Network& net) {
       "inline const cnnc::NetworkInfo kNetwork = {{\n"
       "    \"{}\", \"{}\", {}, {}, {}, {}, {},\n"
       "    kParams, {}, kLayers, {},\n"
-      "    {}_forward_argv, {}_forward_one_argv, {}_activations_argv}};\n\n",
+      "    {}_forward_argv, {}_forward_one_argv, {}_activations_argv, nullptr}};\n\n",
       net.name, architectureHash(net), in.dims.size(), shapeList(in.dims, 3), in.elements(),
       net.outputShape().elements(), net.outputShape().dims.size(), rows.size(), net.layers.size(), prefix,
       prefix, prefix);

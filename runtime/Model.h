@@ -12,7 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "Dataset.h"
 #include "Error.h"
+#include "Training.h"
 
 namespace cnnc {
 
@@ -35,6 +37,35 @@ struct LayerInfo {
   int64_t shape[3];
 };
 
+// The .net file's `train` settings and the pipelines that train the network.
+//
+// trainStep's arguments, in order: the input batch (NCHW); the labels (int32,
+// n) or, for `mse`, the targets (n x outputs); every parameter of the table
+// (PyTorch layout); the dropout seed (uint32 scalar); then the outputs: the
+// mean loss (a 0-d float), the gradient of every trainable parameter (its
+// layout), for every batchnorm its new running_mean and running_var, and the
+// network's output for the batch (n x outputs).
+//
+// optimizerUpdate updates one parameter in place, elementwise over its
+// flattened elements: SGD (param, grad, velocity, lr, momentum, weight_decay,
+// nesterov, first_step) -> (param, velocity); Adam (param, grad, exp_avg,
+// exp_avg_sq, lr, beta1, beta2, eps, weight_decay, bias_correction1,
+// bias_correction2) -> (param, exp_avg, exp_avg_sq).
+struct TrainConfig {
+  const char* loss;        // "cross_entropy" or "mse"
+  const char* optimizer;   // "sgd" or "adam"
+  double lr, momentum;
+  bool nesterov;
+  double beta1, beta2, eps, weightDecay;
+  const char* lrSchedule;  // "constant", "step" or "cosine"
+  int64_t stepSize;
+  double gamma;
+  int64_t batch, epochs;
+  uint64_t seed;
+  PipelineEntry trainStep;
+  PipelineEntry optimizerUpdate;
+};
+
 struct NetworkInfo {
   const char* name;
   const char* architectureHash;
@@ -50,6 +81,15 @@ struct NetworkInfo {
   PipelineEntry forward;      // any batch
   PipelineEntry forwardOne;   // batch 1, scheduled for latency
   PipelineEntry activations;  // every layer's output, for inspection
+  const TrainConfig* train;   // null when the .net file has no `train`
+};
+
+// A named tensor of the optimizer's state, for checkpoints:
+// "optimizer.conv1.weight.momentum_buffer", ".exp_avg", ".exp_avg_sq".
+struct StateTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::vector<float>* data;
 };
 
 class ModelBase {
@@ -83,6 +123,42 @@ class ModelBase {
 
   const NetworkInfo& info() const { return info_; }
 
+  // ---- Training (needs the .net file's `train`; otherwise cnnc::Error) ----
+
+  // One optimizer step on a minibatch of n examples (x in NCHW): forward,
+  // backward and update, all generated code; returns the mean loss before
+  // the step. Labels are class indices (cross_entropy); `mse` networks take
+  // targets, n x outputs floats.
+  float train_step(const float* x, const int32_t* labels, int n);
+  float train_step(const float* x, const float* targets, int n);
+  // The network's output for the last train_step's batch (n x outputs), as
+  // the step's forward computed it (training mode).
+  const std::vector<float>& trainOutputs() const { return trainOutputs_; }
+
+  // The learning rate the next step uses (the lr schedule sets it per epoch).
+  double learningRate() const { return learningRate_; }
+  void setLearningRate(double lr) { learningRate_ = lr; }
+  // Optimizer steps taken so far (Adam's bias correction counts them).
+  int64_t optimizerSteps() const { return steps_; }
+  void setOptimizerSteps(int64_t steps) { steps_ = steps; }
+  // The optimizer's state tensors, created with zeros if not yet there.
+  std::vector<StateTensor> optimizerState();
+
+  // The training loop: epochs over `train` in seeded shuffled minibatches
+  // (the last partial batch included), `test` evaluated after each epoch,
+  // the lr schedule stepped per epoch, checkpoints, resume, progress and the
+  // metrics CSV per `options`. A NaN or infinite loss stops training with a
+  // cnnc::Error; the last good checkpoint stays. Returns one row per epoch run.
+  std::vector<EpochMetrics> train(const Dataset& train, const Dataset* test, const TrainOptions& options = {});
+  // Mean loss, accuracy and confusion matrix of the network on `data`.
+  Evaluation evaluate(const Dataset& data, int batch = 256);
+
+  // A checkpoint: the weights, the optimizer state and the epoch count, in
+  // one safetensors file (the optimizer's tensors under "optimizer."),
+  // written atomically. loadCheckpoint returns the epochs completed.
+  void saveCheckpoint(const std::string& path, int epochsDone) const;
+  int loadCheckpoint(const std::string& path);
+
  protected:
   // Re-draws every parameter from `seed` per the init rules.
   void initialize(uint64_t seed);
@@ -95,6 +171,17 @@ class ModelBase {
   int lastBatch_ = 0;
   std::vector<std::vector<float>> activations_;  // computed on demand
   bool activationsValid_ = false;
+
+  // Training state.
+  const TrainConfig& trainConfig() const;  // throws without `train`
+  float trainStepWith(const float* x, const void* labelsOrTargets, bool targets, int n);
+  double learningRate_ = 0;
+  int64_t steps_ = 0;
+  uint64_t dropoutSeed_ = 0;
+  std::vector<std::vector<float>> grads_;         // per parameter (empty if not trainable)
+  std::vector<std::vector<float>> slots_[2];      // SGD: velocity; Adam: exp_avg, exp_avg_sq
+  std::vector<std::vector<float>> newRunning_;    // per parameter: new batchnorm statistics
+  std::vector<float> trainOutputs_;
 };
 
 }  // namespace cnnc
