@@ -33,6 +33,7 @@ class HostBuffer {
   }
   HostBuffer(const HostBuffer&) = delete;
   halide_buffer_t* get() { return &buffer_; }
+  void setHost(const void* data) { buffer_.host = reinterpret_cast<uint8_t*>(const_cast<void*>(data)); }
 
  private:
   halide_buffer_t buffer_{};
@@ -70,11 +71,35 @@ void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<flo
 }  // namespace
 
 ModelBase::ModelBase(const NetworkInfo& info, uint64_t seed) : info_(info) {
+  if (info_.train) learningRate_ = info_.train->lr;
   params_.resize(info_.paramCount);
   for (int i = 0; i < info_.paramCount; ++i)
     params_[i].assign(elements(info_.params[i].shape, info_.params[i].rank), 0.0f);
   initialize(seed);
 }
+
+// The train step's buffers and argument list, built at the first step for a
+// batch size and reused while it stays the same: a step allocates nothing.
+struct ModelBase::TrainBuffers {
+  int batch = 0;
+  std::vector<std::unique_ptr<HostBuffer>> buffers;
+  std::vector<void*> arguments;
+  HostBuffer* input = nullptr;
+  HostBuffer* labels = nullptr;
+  std::vector<HostBuffer*> params, outputs;
+  uint32_t dropoutSeed = 0;
+  float loss = 0;
+  std::unique_ptr<HostBuffer> lossBuffer;
+  // Per parameter, the optimizer's 1-D views (param, gradient, slots) and
+  // its scalars, in TrainConfig::optimizerUpdate's order.
+  struct Update {
+    std::vector<std::unique_ptr<HostBuffer>> views;
+    std::vector<void*> arguments;
+  };
+  std::vector<Update> updates;
+  float lr = 0, momentum = 0, weightDecay = 0, beta1 = 0, beta2 = 0, eps = 0, correction1 = 0, correction2 = 0;
+  bool nesterov = false;
+};
 
 ModelBase::~ModelBase() = default;
 
@@ -222,6 +247,156 @@ std::vector<int64_t> ModelBase::activationShape(const std::string& layer) const 
   std::vector<int64_t> shape = {lastBatch_};
   shape.insert(shape.end(), info.shape, info.shape + info.rank);
   return shape;
+}
+
+const TrainConfig& ModelBase::trainConfig() const {
+  if (!info_.train)
+    throw Error("network '" + std::string(info_.name) +
+                "' has no training settings: add a `train loss=...` line to its .net file");
+  return *info_.train;
+}
+
+std::vector<StateTensor> ModelBase::optimizerState() {
+  const TrainConfig& config = trainConfig();
+  bool adam = std::string(config.optimizer) == "adam";
+  const char* names[2] = {adam ? "exp_avg" : "momentum_buffer", "exp_avg_sq"};
+  std::vector<StateTensor> state;
+  for (int slot = 0; slot < (adam ? 2 : 1); ++slot) {
+    slots_[slot].resize(info_.paramCount);
+    for (int i = 0; i < info_.paramCount; ++i) {
+      const ParamInfo& p = info_.params[i];
+      if (!p.trainable) continue;
+      slots_[slot][i].resize(params_[i].size(), 0.0f);
+      state.push_back({std::string("optimizer.") + p.name + "." + names[slot],
+                       std::vector<int64_t>(p.shape, p.shape + p.rank), &slots_[slot][i]});
+    }
+  }
+  return state;
+}
+
+float ModelBase::train_step(const float* x, const int32_t* labels, int n) {
+  if (std::string(trainConfig().loss) == "mse")
+    throw Error("train_step: network '" + std::string(info_.name) +
+                "' trains with mse and takes float targets, not labels");
+  if (!labels) throw Error("train_step: null labels pointer");
+  for (int i = 0; i < n; ++i)
+    if (labels[i] < 0 || labels[i] >= info_.outputSize)
+      throw Error("train_step: label " + std::to_string(labels[i]) + " of example " + std::to_string(i) +
+                  " is outside [0, " + std::to_string(info_.outputSize) + ")");
+  return trainStepWith(x, labels, false, n);
+}
+
+float ModelBase::train_step(const float* x, const float* targets, int n) {
+  if (std::string(trainConfig().loss) != "mse")
+    throw Error("train_step: network '" + std::string(info_.name) + "' trains with " + trainConfig().loss +
+                " and takes int32 labels, not float targets");
+  if (!targets) throw Error("train_step: null targets pointer");
+  return trainStepWith(x, targets, true, n);
+}
+
+float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool targets, int n) {
+  const TrainConfig& config = trainConfig();
+  if (n < 1) throw Error("train_step: n must be at least 1, got " + std::to_string(n));
+  if (!x) throw Error("train_step: null input pointer");
+  bool adam = std::string(config.optimizer) == "adam";
+  const LayerInfo& last = info_.layers[info_.layerCount - 1];
+
+  if (!trainBuffers_ || trainBuffers_->batch != n) {
+    optimizerState();  // the slots, zero at first
+    stepOutputs_.resize(info_.paramCount);
+    for (int i = 0; i < info_.paramCount; ++i) stepOutputs_[i].resize(params_[i].size());
+    trainOutputs_.resize(static_cast<size_t>(n) * info_.outputSize);
+
+    auto b = std::make_unique<TrainBuffers>();
+    b->batch = n;
+    auto add = [&](const float* data, std::vector<int64_t> dims) {
+      b->buffers.push_back(std::make_unique<HostBuffer>(data, std::move(dims)));
+      b->arguments.push_back(b->buffers.back()->get());
+      return b->buffers.back().get();
+    };
+    b->input = add(x, batchDims(info_.inputRank, info_.inputShape, n));
+    b->labels = add(nullptr, targets ? batchDims(last.rank, last.shape, n) : std::vector<int64_t>{n});
+    if (!targets) b->labels->get()->type = halide_type_t(halide_type_int, 32, 1);
+    for (int i = 0; i < info_.paramCount; ++i)
+      b->params.push_back(add(params_[i].data(), reversed(info_.params[i].shape, info_.params[i].rank)));
+    b->arguments.push_back(&b->dropoutSeed);
+    b->lossBuffer = std::make_unique<HostBuffer>(&b->loss, std::vector<int64_t>{});
+    b->arguments.push_back(b->lossBuffer->get());
+    for (int i = 0; i < info_.paramCount; ++i)
+      b->outputs.push_back(add(stepOutputs_[i].data(), reversed(info_.params[i].shape, info_.params[i].rank)));
+    add(trainOutputs_.data(), batchDims(last.rank, last.shape, n));
+
+    b->updates.resize(info_.paramCount);
+    for (int i = 0; i < info_.paramCount; ++i) {
+      if (!info_.params[i].trainable) continue;
+      TrainBuffers::Update& u = b->updates[i];
+      int64_t count = static_cast<int64_t>(params_[i].size());
+      auto view = [&](std::vector<float>& data) {
+        u.views.push_back(std::make_unique<HostBuffer>(data.data(), std::vector<int64_t>{count}));
+        u.arguments.push_back(u.views.back()->get());
+      };
+      view(params_[i]);
+      view(stepOutputs_[i]);
+      view(slots_[0][i]);
+      if (adam) view(slots_[1][i]);
+      if (adam)
+        u.arguments.insert(u.arguments.end(), {&b->lr, &b->beta1, &b->beta2, &b->eps, &b->weightDecay,
+                                               &b->correction1, &b->correction2});
+      else
+        u.arguments.insert(u.arguments.end(), {&b->lr, &b->momentum, &b->weightDecay, &b->nesterov});
+      // The outputs alias the inputs: the update is elementwise, in place.
+      u.arguments.push_back(u.views[0]->get());
+      u.arguments.push_back(u.views[2]->get());
+      if (adam) u.arguments.push_back(u.views[3]->get());
+    }
+    trainBuffers_ = std::move(b);
+  }
+  TrainBuffers& b = *trainBuffers_;
+  // Parameters and optimizer state may have been replaced (load,
+  // loadCheckpoint) since the last step.
+  b.input->setHost(x);
+  b.labels->setHost(labelsOrTargets);
+  for (int i = 0; i < info_.paramCount; ++i) {
+    b.params[i]->setHost(params_[i].data());
+    if (!info_.params[i].trainable) continue;
+    std::vector<std::unique_ptr<HostBuffer>>& views = b.updates[i].views;
+    views[0]->setHost(params_[i].data());
+    views[2]->setHost(slots_[0][i].data());
+    if (adam) views[3]->setHost(slots_[1][i].data());
+  }
+  // A fresh dropout mask every step, reproducible from the seed.
+  b.dropoutSeed = static_cast<uint32_t>(Random(config.seed * 0x9E3779B97F4A7C15ull + steps_).next() >> 32);
+
+  int status = config.trainStep(b.arguments.data());
+  if (status != 0)
+    throw Error("train step of network '" + std::string(info_.name) + "' failed with Halide error " +
+                std::to_string(status));
+  float loss = b.loss;
+
+  ++steps_;
+  b.lr = static_cast<float>(learningRate_);
+  b.momentum = static_cast<float>(config.momentum);
+  b.nesterov = config.nesterov;
+  b.weightDecay = static_cast<float>(config.weightDecay);
+  b.beta1 = static_cast<float>(config.beta1);
+  b.beta2 = static_cast<float>(config.beta2);
+  b.eps = static_cast<float>(config.eps);
+  b.correction1 = static_cast<float>(1.0 - std::pow(config.beta1, static_cast<double>(steps_)));
+  b.correction2 = static_cast<float>(1.0 - std::pow(config.beta2, static_cast<double>(steps_)));
+  for (int i = 0; i < info_.paramCount; ++i) {
+    if (!info_.params[i].trainable) {
+      std::swap(params_[i], stepOutputs_[i]);  // the batchnorm's new running statistic
+      b.params[i]->setHost(params_[i].data());
+      b.outputs[i]->setHost(stepOutputs_[i].data());
+      continue;
+    }
+    status = config.optimizerUpdate(b.updates[i].arguments.data());
+    if (status != 0)
+      throw Error(std::string("optimizer update of '") + info_.params[i].name + "' failed with Halide error " +
+                  std::to_string(status));
+  }
+  activationsValid_ = false;
+  return loss;
 }
 
 std::vector<float> ModelBase::activations(const std::string& layer) {

@@ -47,8 +47,9 @@ struct LayerInfo {
 // network's output for the batch (n x outputs).
 //
 // optimizerUpdate updates one parameter in place, elementwise over its
-// flattened elements: SGD (param, grad, velocity, lr, momentum, weight_decay,
-// nesterov, first_step) -> (param, velocity); Adam (param, grad, exp_avg,
+// flattened elements (1-D buffers; scalars float, nesterov bool): SGD
+// (param, grad, velocity, lr, momentum, weight_decay, nesterov) -> (param,
+// velocity), velocity starting at zero; Adam (param, grad, exp_avg,
 // exp_avg_sq, lr, beta1, beta2, eps, weight_decay, bias_correction1,
 // bias_correction2) -> (param, exp_avg, exp_avg_sq).
 struct TrainConfig {
@@ -178,10 +179,14 @@ class ModelBase {
   double learningRate_ = 0;
   int64_t steps_ = 0;
   uint64_t dropoutSeed_ = 0;
-  std::vector<std::vector<float>> grads_;         // per parameter (empty if not trainable)
-  std::vector<std::vector<float>> slots_[2];      // SGD: velocity; Adam: exp_avg, exp_avg_sq
-  std::vector<std::vector<float>> newRunning_;    // per parameter: new batchnorm statistics
+  // Per parameter: the train step's output for it (a gradient, or a new
+  // batchnorm running statistic), and the optimizer's slots (SGD: velocity;
+  // Adam: exp_avg, exp_avg_sq), allocated at the first step.
+  std::vector<std::vector<float>> stepOutputs_;
+  std::vector<std::vector<float>> slots_[2];
   std::vector<float> trainOutputs_;
+  struct TrainBuffers;  // the step's halide buffers, kept between steps
+  std::unique_ptr<TrainBuffers> trainBuffers_;
 };
 
 }  // namespace cnnc
