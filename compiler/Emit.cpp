@@ -12,6 +12,8 @@
 #include "Diagnostics.h"
 #include "Lowering.h"
 #include "NetworkSchedule.h"
+#include "Training.h"
+#include "TrainingSchedule.h"
 
 namespace cnnc {
 
@@ -132,6 +134,61 @@ Halide::Module activationsModule(const Network& net, const Halide::Target& targe
   return Halide::Pipeline(outputs).compile_to_module(pipelineArguments(lowered), name, target);
 }
 
+// The train step: input, labels or targets, parameters, dropout seed ->
+// loss, a gradient or new running statistic per parameter, the output.
+Halide::Module trainStepModule(const Network& net, const Halide::Target& target, const std::string& name) {
+  LoweredTraining training = lowerTraining(net);
+  scheduleTraining(net, training, ScheduleOptions{target, false});
+  std::vector<Halide::Func> outputs = trainStepOutputs(training);
+  scheduleApiOutput(outputs.back(), net.outputShape(), ScheduleOptions{target, false});
+  pinLayout(training.network.input, net.inputShape);
+  if (training.targets.defined()) pinLayout(training.targets, net.outputShape());
+  pinLayout(outputs.back().output_buffer(), net.outputShape());
+  for (size_t p = 0; p < training.network.params.size(); ++p) {
+    const Halide::ImageParam& param = training.network.params[p];
+    for (int d = 0; d < param.dimensions(); ++d)
+      outputs[p + 1].output_buffer().dim(d).set_bounds(param.dim(d).min(), param.dim(d).extent());
+  }
+  return Halide::Pipeline(outputs).compile_to_module(trainStepArguments(training), name, target);
+}
+
+// One parameter's optimizer update, elementwise over its flattened elements
+// and in place (each element is read before it is written, in one loop):
+// torch.optim.SGD's or torch.optim.Adam's rule (runtime/Model.h gives the
+// argument order).
+Halide::Module optimizerModule(const Network& net, const Halide::Target& target, const std::string& name) {
+  using Halide::Expr;
+  Halide::Var i("i");
+  Halide::ImageParam param(Halide::Float(32), 1, "param"), grad(Halide::Float(32), 1, "grad");
+  Halide::Param<float> lr("lr"), weightDecay("weight_decay");
+  Halide::Func update("update");
+  std::vector<Halide::Argument> args;
+  Expr g = grad(i) + weightDecay * param(i);
+  if (net.train->identAttr("optimizer") == "adam") {
+    Halide::ImageParam m(Halide::Float(32), 1, "exp_avg"), v(Halide::Float(32), 1, "exp_avg_sq");
+    Halide::Param<float> beta1("beta1"), beta2("beta2"), eps("eps"), correction1("bias_correction1"),
+        correction2("bias_correction2");
+    Expr newM = beta1 * m(i) + (1.0f - beta1) * g;
+    Expr newV = beta2 * v(i) + (1.0f - beta2) * g * g;
+    Expr denom = Halide::sqrt(newV) / Halide::sqrt(correction2) + eps;
+    update(i) = {param(i) - (lr / correction1) * newM / denom, newM, newV};
+    args = {param, grad, m, v, lr, beta1, beta2, eps, weightDecay, correction1, correction2};
+  } else {
+    Halide::ImageParam velocity(Halide::Float(32), 1, "velocity");
+    Halide::Param<float> momentum("momentum");
+    Halide::Param<bool> nesterov("nesterov");
+    Expr newVelocity = momentum * velocity(i) + g;
+    Expr step = Halide::select(nesterov, g + momentum * newVelocity, newVelocity);
+    update(i) = {param(i) - lr * step, newVelocity};
+    args = {param, grad, velocity, lr, momentum, weightDecay, nesterov};
+  }
+  int vec = floatVectorWidth(target);
+  Halide::Var io("io"), ii("ii");
+  update.compute_root().split(i, io, ii, vec * 256, Halide::TailStrategy::GuardWithIf).parallel(io)
+      .vectorize(ii, vec, Halide::TailStrategy::GuardWithIf);
+  return Halide::Pipeline(update).compile_to_module(args, name, target);
+}
+
 }  // namespace
 
 void emitLibrary(const Network& net, const EmitOptions& options) {
@@ -152,6 +209,12 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     log("lower", "forward (batch 1)");
     modules.push_back(activationsModule(net, target, prefix + "_activations"));
     log("lower", "activations");
+    if (net.train) {
+      modules.push_back(trainStepModule(net, target, prefix + "_train_step"));
+      log("lower", "train step");
+      modules.push_back(optimizerModule(net, target, prefix + "_optimizer_update"));
+      log("lower", "optimizer update");
+    }
     Halide::Module linked = Halide::link_modules(prefix, modules);
 
     std::map<Halide::OutputFileType, std::string> outputs = {

@@ -68,6 +68,24 @@ std::string shapeList(const std::vector<int64_t>& dims, size_t width) {
   return fmt::format("{{{}}}", fmt::join(padded, ", "));
 }
 
+// The .net file's train settings, each key's default where it does not apply.
+std::string trainConfig(const Network& net, const std::string& prefix) {
+  const TrainSettings& t = *net.train;
+  auto number = [&](const char* key, double fallback) { return t.has(key) ? t.floatAttr(key) : fallback; };
+  auto integer = [&](const char* key, int64_t fallback) { return t.has(key) ? t.intAttr(key) : fallback; };
+  return fmt::format(
+      "// The .net file's training settings.\n"
+      "inline const cnnc::TrainConfig kTrain = {{\n"
+      "    \"{}\", \"{}\", {}, {}, {}, {}, {}, {}, {},\n"
+      "    \"{}\", {}, {}, {}, {}, {}ull,\n"
+      "    {}_train_step_argv, {}_optimizer_update_argv}};\n\n",
+      t.identAttr("loss"), t.has("optimizer") ? t.identAttr("optimizer") : "sgd", number("lr", 0.01),
+      number("momentum", 0), t.has("nesterov") && t.boolAttr("nesterov") ? "true" : "false", number("beta1", 0.9),
+      number("beta2", 0.999), number("eps", 1e-8), number("weight_decay", 0),
+      t.has("lr_schedule") ? t.identAttr("lr_schedule") : "constant", integer("step_size", 1), number("gamma", 0.1),
+      integer("batch", 64), integer("epochs", 10), static_cast<uint64_t>(integer("seed", 0)), prefix, prefix);
+}
+
 }  // namespace
 
 std::string generateHeader(const Network& net) {
@@ -81,8 +99,10 @@ std::string generateHeader(const Network& net) {
   out += kRuntimeHeaderText;
   out += fmt::format(
       "\nextern \"C\" {{\nint {0}_forward_argv(void**);\nint {0}_forward_one_argv(void**);\n"
-      "int {0}_activations_argv(void**);\n}}\n\n",
-      prefix);
+      "int {0}_activations_argv(void**);\n{1}}}\n\n",
+      prefix,
+      net.train ? fmt::format("int {0}_train_step_argv(void**);\nint {0}_optimizer_update_argv(void**);\n", prefix)
+                : "");
   out += fmt::format("namespace {} {{\n\n", net.name);
   if (in.isImage())
     out += fmt::format("inline constexpr int kChannels = {};\ninline constexpr int kHeight = {};\n"
@@ -105,14 +125,15 @@ std::string generateHeader(const Network& net) {
     out += fmt::format("    {{\"{}\", \"{}\", {}, {}}},\n", layer.name, kindName(layer.kind),
                        layer.outputShape.dims.size(), shapeList(layer.outputShape.dims, 3));
   out += "};\n\n";
+  if (net.train) out += trainConfig(net, prefix);
   out += fmt::format(
       "inline const cnnc::NetworkInfo kNetwork = {{\n"
       "    \"{}\", \"{}\", {}, {}, {}, {}, {},\n"
       "    kParams, {}, kLayers, {},\n"
-      "    {}_forward_argv, {}_forward_one_argv, {}_activations_argv, nullptr}};\n\n",
+      "    {}_forward_argv, {}_forward_one_argv, {}_activations_argv, {}}};\n\n",
       net.name, architectureHash(net), in.dims.size(), shapeList(in.dims, 3), in.elements(),
       net.outputShape().elements(), net.outputShape().dims.size(), rows.size(), net.layers.size(), prefix,
-      prefix, prefix);
+      prefix, prefix, net.train ? "&kTrain" : "nullptr");
   out += fmt::format(
       "// The network with its parameters. Model(seed) initializes them per the\n"
       "// .net file's init rules; load() reads PyTorch-compatible safetensors.\n"

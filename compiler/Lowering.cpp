@@ -39,6 +39,18 @@ Expr flatFeature(const LoweredValue& in, const Expr& f, const Expr& n) {
   return in.func(f / (h * w), f % w, (f / w) % h, n);
 }
 
+Func unflattened(const Func& flat, const Shape& shape, const std::string& name) {
+  const auto& [c, x, y, n] = layerVars();
+  Func f(name);
+  if (!shape.isImage()) {
+    f(c, x, y, n) = flat(c, x, y, n);
+    return f;
+  }
+  int h = static_cast<int>(shape.height()), w = static_cast<int>(shape.width());
+  f(c, x, y, n) = flat((c * h + y) * w + x, 0, 0, n);
+  return f;
+}
+
 std::pair<Func, Func> batchNormScaleShift(const Layer& bn, const std::vector<Func>& params) {
   const Halide::Var& c = layerVars().c;
   const Func &gamma = params[0], &beta = params[1], &mean = params[2], &var = params[3];
@@ -47,6 +59,28 @@ std::pair<Func, Func> batchNormScaleShift(const Layer& bn, const std::vector<Fun
   scale(c) = gamma(c) / Halide::sqrt(var(c) + eps);
   shift(c) = beta(c) - mean(c) * scale(c);
   return {scale, shift};
+}
+
+Expr dropoutScale(const Layer& layer, int layerIndex, const Expr& seed) {
+  const auto& [c, x, y, n] = layerVars();
+  const Shape& shape = layer.outputShape;
+  int C = static_cast<int>(shape.channels());
+  int H = shape.isImage() ? static_cast<int>(shape.height()) : 1, W = shape.isImage() ? static_cast<int>(shape.width()) : 1;
+  // murmur3's finalizer over the seed, the layer and the element's NCHW
+  // index: cheap, and independent across elements and steps.
+  auto mix = [](Expr h) {
+    h = h ^ (h >> 16);
+    h = h * Expr(uint32_t(0x85ebca6b));
+    h = h ^ (h >> 13);
+    h = h * Expr(uint32_t(0xc2b2ae35));
+    return h ^ (h >> 16);
+  };
+  Expr index = Halide::cast<uint32_t>(((n * C + c) * H + y) * W + x);
+  Expr h = mix(seed ^ Expr(uint32_t(0x9E3779B9u * static_cast<uint32_t>(layerIndex + 1))));
+  h = mix(h ^ index);
+  Expr uniform = Halide::cast<float>(h >> 8) * (1.0f / 16777216.0f);
+  float rate = static_cast<float>(layer.floatAttr("rate"));
+  return Halide::select(uniform >= rate, 1.0f / (1.0f - rate), 0.0f);
 }
 
 std::vector<int> halideDims(const ParamSpec& spec) {
@@ -108,7 +142,7 @@ static std::vector<int> foldableBatchNorms(const Network& net) {
   return foldedInto;
 }
 
-LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms) {
+LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms, Expr dropoutSeed) {
   const auto& [c, x, y, n] = layerVars();
   LoweredNetwork lowered;
   const Shape& inShape = net.inputShape;
@@ -126,6 +160,7 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
     input.func(c, x, y, n) = lowered.input(c, n);
     lowered.input.dim(0).set_bounds(0, static_cast<int>(inShape.dims[0]));
   }
+  lowered.inputValue = input;
 
   // Parameters, as buffers with PyTorch's layout and exact bounds.
   std::vector<std::vector<Func>> layerParams(net.layers.size());
@@ -152,8 +187,10 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
   for (size_t i = 0; i < net.layers.size(); ++i) {
     const Layer& layer = net.layers[i];
     ForwardContext ctx{net, layer, static_cast<int>(i), {}, layerParams[i], purpose};
+    ctx.batch = lowered.input.dim(inShape.isImage() ? 3 : 1).extent();
+    ctx.dropoutSeed = dropoutSeed;
     for (int in : layer.inputs)
-      ctx.inputs.push_back(in == kInputIndex ? &input : &lowered.layers[in].value);
+      ctx.inputs.push_back(in == kInputIndex ? &lowered.inputValue : &lowered.layers[in].value);
     if (lowered.folded[i]) {
       // The conv before it already applied it.
       LoweredLayer identity;

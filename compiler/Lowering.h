@@ -44,6 +44,10 @@ struct ForwardContext {
   // batchnorm's parameters, when this conv absorbs one.
   std::vector<Halide::Func> foldedBatchNorm;
   const Layer* foldedBatchNormLayer = nullptr;
+  // Training: the examples in the batch (batch statistics) and the step's
+  // dropout seed.
+  Halide::Expr batch;
+  Halide::Expr dropoutSeed;
 };
 
 // What a layer's forward algorithm produces: its output and the named
@@ -75,6 +79,9 @@ Halide::Func padded(const LoweredValue& in, Halide::Expr value, const std::strin
 // Feature `f` of one example of `in`, in PyTorch's flatten order: for an
 // image, f = (c*H + y)*W + x; for a vector, its element f.
 Halide::Expr flatFeature(const LoweredValue& in, const Halide::Expr& f, const Halide::Expr& n);
+// The inverse of flatFeature: a flat Func g(f, 0, 0, n) read as the layout
+// of `shape` (the identity when `shape` is flat).
+Halide::Func unflattened(const Halide::Func& flat, const Shape& shape, const std::string& name);
 // The batchnorm's per-channel scale and shift in inference:
 // y = x * scale(c) + shift(c).
 std::pair<Halide::Func, Halide::Func> batchNormScaleShift(const Layer& bn,
@@ -83,6 +90,7 @@ std::pair<Halide::Func, Halide::Func> batchNormScaleShift(const Layer& bn,
 // The whole network's forward pass over an NCHW input.
 struct LoweredNetwork {
   Halide::ImageParam input;                 // NCHW: (w, h, c, n), or (features, n)
+  LoweredValue inputValue;                  // the input in the internal layout
   std::vector<Halide::ImageParam> params;   // every ParamSpec of every layer, in order
   std::vector<LoweredLayer> layers;         // internal layout
   std::vector<bool> folded;                 // batchnorms folded into their conv
@@ -90,8 +98,14 @@ struct LoweredNetwork {
   Halide::Func apiOutput(int layerIndex) const;
 };
 
-// `foldBatchNorms` (inference only) folds batchnorms into the convs before them.
-LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms = true);
+// `foldBatchNorms` (inference only) folds batchnorms into the convs before
+// them; `dropoutSeed` (training only, uint32) seeds the dropout masks.
+LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms = true,
+                            Halide::Expr dropoutSeed = Halide::Expr());
+
+// Dropout's keep-scale in training: 1/(1-rate) where the element is kept,
+// 0 where dropped, from a hash of the seed, the layer and the element.
+Halide::Expr dropoutScale(const Layer& layer, int layerIndex, const Halide::Expr& seed);
 
 // Halide's buffer dimensions of a parameter: PyTorch's shape reversed.
 std::vector<int> halideDims(const ParamSpec& spec);

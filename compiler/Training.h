@@ -23,10 +23,10 @@ struct BackwardContext {
   Halide::Expr batch;  // examples in the batch
 };
 
-// A layer's gradients: one per input (internal layout, undefined where the
-// layer passes none back) and one per parameter (the parameter's own Halide
-// dimensions, PyTorch's layout reversed; undefined for running statistics),
-// plus named stages for its schedule.
+// A layer's gradients: one per input (internal layout) and one per
+// parameter (the parameter's own Halide dimensions, PyTorch's layout
+// reversed; for batchnorm's running statistics, their new values), plus
+// named stages for its schedule.
 struct LayerGradients {
   std::vector<Halide::Func> inputs;
   std::vector<Halide::Func> params;
@@ -48,10 +48,11 @@ LayerGradients concatBackward(const BackwardContext& ctx);
 LayerGradients elementwiseBackward(const BackwardContext& ctx);  // relu, leaky_relu, sigmoid, tanh
 LayerGradients softmaxBackward(const BackwardContext& ctx);
 
-// The gradient through a fused activation: d/dz of act(z) given the
-// activation's output y = act(z), times g.
-Halide::Expr activationGradient(const Halide::Expr& g, const Halide::Expr& y, const std::string& activation,
-                                double alpha = 0.01);
+// The gradient through an activation y = act(z): g * act'(z), from the
+// output y where it tells the slope (relu, sigmoid, tanh, leaky_relu with
+// alpha > 0), else from the pre-activation z.
+Halide::Expr activationGradient(const Halide::Expr& g, const Halide::Expr& y, const Halide::Expr& z,
+                                const std::string& activation, double alpha = 0.01);
 
 struct LoweredTraining {
   LoweredNetwork network;         // the forward pass, in training mode
@@ -65,6 +66,8 @@ struct LoweredTraining {
   // the parameter's Halide dimensions.
   std::vector<Halide::Func> paramOutputs;
   Halide::Func inputGradient;     // dL/d(input), the input's API layout (for tests)
+  Halide::Func inputGradientInternal;  // the same in the internal layout
+  std::vector<Halide::Func> lossStages;  // the loss's per-example reductions
   std::vector<LayerGradients> layers;
   std::vector<Halide::Func> gradOutputs;  // per layer: dL/d(its output), internal layout
 };

@@ -2,6 +2,7 @@
 // channels: the shape is the input's.
 #include "../LayerKinds.h"
 #include "../Lowering.h"
+#include "../Training.h"
 
 namespace cnnc {
 
@@ -63,6 +64,34 @@ LoweredLayer softmaxForward(const ForwardContext& ctx) {
   out.stages["exp"] = exps;
   out.stages["total"] = total;
   return out;
+}
+
+LayerGradients elementwiseBackward(const BackwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const Layer& layer = ctx.forward.layer;
+  double alpha = layer.kind == LayerKind::LeakyReLU ? layer.floatAttr("alpha") : 0.0;
+  Halide::Func in(layer.name + "_grad_in");
+  in(c, x, y, n) = activationGradient(ctx.gradOutput(c, x, y, n), ctx.lowered.value.func(c, x, y, n),
+                                      ctx.forward.inputs[0]->func(c, x, y, n), kindName(layer.kind), alpha);
+  LayerGradients grads;
+  grads.inputs = {in};
+  return grads;
+}
+
+// With s the softmax: dx = s * (g - sum_c g s). (A trailing softmax under
+// cross_entropy is fused with the loss instead.)
+LayerGradients softmaxBackward(const BackwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const std::string& name = ctx.forward.layer.name;
+  const Halide::Func& s = ctx.lowered.value.func;
+  Halide::RDom r(0, static_cast<int>(ctx.forward.layer.outputShape.channels()), name + "_grad_r");
+  Halide::Func dot(name + "_grad_dot"), in(name + "_grad_in");
+  dot(x, y, n) = Halide::sum(ctx.gradOutput(r, x, y, n) * s(r, x, y, n));
+  in(c, x, y, n) = s(c, x, y, n) * (ctx.gradOutput(c, x, y, n) - dot(x, y, n));
+  LayerGradients grads;
+  grads.inputs = {in};
+  grads.stages["dot"] = dot;
+  return grads;
 }
 
 }  // namespace cnnc

@@ -4,6 +4,7 @@
 
 #include "../LayerKinds.h"
 #include "../Lowering.h"
+#include "../Training.h"
 
 namespace cnnc {
 
@@ -28,15 +29,33 @@ LayerKindInfo addKind() {
 }
 
 
-LoweredLayer addForward(const ForwardContext& ctx) {
+static Halide::Expr sumOfInputs(const ForwardContext& ctx) {
   const auto& [c, x, y, n] = layerVars();
   Halide::Expr sum = ctx.inputs[0]->func(c, x, y, n);
   for (size_t i = 1; i < ctx.inputs.size(); ++i) sum = sum + ctx.inputs[i]->func(c, x, y, n);
+  return sum;
+}
+
+LoweredLayer addForward(const ForwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  Halide::Expr sum = sumOfInputs(ctx);
   LoweredLayer out;
   out.value.func = Halide::Func(ctx.layer.name);
   out.value.func(c, x, y, n) = applyActivation(sum, ctx.layer.identAttr("activation"));
   out.value.shape = ctx.layer.outputShape;
   return out;
+}
+
+// Every input receives the gradient through the fused activation.
+LayerGradients addBackward(const BackwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const ForwardContext& f = ctx.forward;
+  Halide::Func sum(f.layer.name + "_grad_sum");
+  sum(c, x, y, n) = activationGradient(ctx.gradOutput(c, x, y, n), ctx.lowered.value.func(c, x, y, n),
+                                       sumOfInputs(f), f.layer.identAttr("activation"));
+  LayerGradients grads;
+  grads.inputs.assign(f.inputs.size(), sum);
+  return grads;
 }
 
 }  // namespace cnnc

@@ -23,4 +23,19 @@ LoweredLayer avgPoolForward(const ForwardContext& ctx) {
   return out;
 }
 
+// Each window's gradient spread evenly over its kernel (padding included,
+// whose share is dropped).
+LayerGradients avgPoolBackward(const BackwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const Layer& layer = ctx.forward.layer;
+  CoveringWindows cover = coveringWindows(layer, layer.name + "_grad_r");
+  Size2 kernel = layer.sizeAttr("kernel");
+  Halide::Func grad(layer.name + "_grad_in");
+  grad(c, x, y, n) = Halide::sum(Halide::select(cover.exists, ctx.gradOutput(c, cover.ox, cover.oy, n), 0.0f)) *
+                     (1.0f / static_cast<float>(kernel.h * kernel.w));
+  LayerGradients grads;
+  grads.inputs = {grad};
+  return grads;
+}
+
 }  // namespace cnnc

@@ -4,6 +4,7 @@
 
 #include "../LayerKinds.h"
 #include "../Lowering.h"
+#include "../Training.h"
 
 namespace cnnc {
 
@@ -51,6 +52,20 @@ LoweredLayer concatForward(const ForwardContext& ctx) {
   out.value.func(c, x, y, n) = value;
   out.value.shape = ctx.layer.outputShape;
   return out;
+}
+
+// Each input's gradient is its slice of the channels.
+LayerGradients concatBackward(const BackwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  LayerGradients grads;
+  int offset = 0;
+  for (const LoweredValue* in : ctx.forward.inputs) {
+    Halide::Func slice(fmt::format("{}_grad_in{}", ctx.forward.layer.name, grads.inputs.size()));
+    slice(c, x, y, n) = ctx.gradOutput(c + offset, x, y, n);
+    grads.inputs.push_back(slice);
+    offset += static_cast<int>(in->shape.channels());
+  }
+  return grads;
 }
 
 }  // namespace cnnc

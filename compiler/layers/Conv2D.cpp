@@ -3,6 +3,7 @@
 
 #include "../LayerKinds.h"
 #include "../Lowering.h"
+#include "../Training.h"
 
 namespace cnnc {
 
@@ -134,6 +135,71 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   out.stages["conv"] = conv;
   out.reductions["conv"] = r;
   return out;
+}
+
+// With dz = g * act'(z), group gi = k / Kg and ci the channel within it:
+//   dW(kx, ky, ci, k) = sum_{x,y,n} dz(k, x, y, n) in(gi*Cg + ci, x*sx - px + kx*dx, y*sy - py + ky*dy, n)
+//   db(k)             = sum_{x,y,n} dz(k, x, y, n)
+//   din(c, ix, iy, n) = sum_{kl,kx,ky} dz(gi*Kg + kl, ox, oy, n) W(kx, ky, c - gi*Cg, gi*Kg + kl)
+// where (ox, oy) is the output whose window puts (kx, ky) at (ix, iy), when
+// one exists (the stride divides the offset, and it lies in the output).
+LayerGradients conv2dBackward(const BackwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const ForwardContext& f = ctx.forward;
+  const Layer& layer = f.layer;
+  const LoweredValue& in = *f.inputs[0];
+  const std::string& name = layer.name;
+  int K = static_cast<int>(layer.intAttr("filters")), groups = static_cast<int>(layer.intAttr("groups"));
+  int Cg = static_cast<int>(in.shape.channels()) / groups, Kg = K / groups;
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride");
+  Size2 pad = layer.sizeAttr("pad"), dilation = layer.sizeAttr("dilation");
+  int sx = static_cast<int>(stride.w), sy = static_cast<int>(stride.h);
+  int px = static_cast<int>(pad.w), py = static_cast<int>(pad.h);
+  int dx = static_cast<int>(dilation.w), dy = static_cast<int>(dilation.h);
+  int outW = static_cast<int>(layer.outputShape.width()), outH = static_cast<int>(layer.outputShape.height());
+
+  Halide::Func gradConv(name + "_grad_conv");
+  gradConv(c, x, y, n) = activationGradient(ctx.gradOutput(c, x, y, n), ctx.lowered.value.func(c, x, y, n),
+                                            ctx.lowered.stages.at("conv")(c, x, y, n), layer.identAttr("activation"));
+
+  // Weights and bias: reductions over every output position of the batch.
+  Halide::Func input = pad.h > 0 || pad.w > 0 ? padded(in, 0.0f, name + "_grad_input") : in.func;
+  Halide::Var kx("kx"), ky("ky"), ci("ci"), k("k");
+  Halide::RDom positions(0, outW, 0, outH, 0, ctx.batch, name + "_grad_rw");
+  Halide::Expr group = groups == 1 ? Halide::Expr(0) : k / Kg;
+  Halide::Func gradWeight(name + "_grad_weight"), gradBias(name + "_grad_bias");
+  gradWeight(kx, ky, ci, k) = 0.0f;
+  gradWeight(kx, ky, ci, k) +=
+      gradConv(k, positions.x, positions.y, positions.z) *
+      input(group * Cg + ci, positions.x * sx - px + kx * dx, positions.y * sy - py + ky * dy, positions.z);
+  gradBias(k) = 0.0f;
+  gradBias(k) += gradConv(k, positions.x, positions.y, positions.z);
+
+  // The input: the transposed convolution of dz, zero where no window reads.
+  Halide::RDom taps(0, Kg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), name + "_grad_ri");
+  Halide::Expr inGroup = groups == 1 ? Halide::Expr(0) : c / Cg;
+  Halide::Expr nx = x + px - taps.y * dx, ny = y + py - taps.z * dy;
+  Halide::Expr ox = nx / sx, oy = ny / sy;
+  Halide::Expr exists = ox >= 0 && ox < outW && oy >= 0 && oy < outH;
+  if (sx > 1) exists = exists && nx % sx == 0;
+  if (sy > 1) exists = exists && ny % sy == 0;
+  Halide::Expr filter = inGroup * Kg + taps.x;
+  Halide::Func gradInput(name + "_grad_in");
+  gradInput(c, x, y, n) = 0.0f;
+  gradInput(c, x, y, n) += Halide::select(
+      exists,
+      gradConv(filter, Halide::clamp(ox, 0, outW - 1), Halide::clamp(oy, 0, outH - 1), n) *
+          f.params[0](taps.y, taps.z, c - inGroup * Cg, filter),
+      0.0f);
+
+  LayerGradients grads;
+  grads.inputs = {gradInput};
+  grads.params = {gradWeight};
+  if (layer.boolAttr("bias")) grads.params.push_back(gradBias);
+  grads.stages["grad_conv"] = gradConv;
+  grads.reductions["grad_weight"] = positions;
+  grads.reductions["grad_in"] = taps;
+  return grads;
 }
 
 }  // namespace cnnc

@@ -2,6 +2,7 @@
 // flattened implicitly in C, H, W order.
 #include "../LayerKinds.h"
 #include "../Lowering.h"
+#include "../Training.h"
 
 namespace cnnc {
 
@@ -69,6 +70,41 @@ LoweredLayer denseForward(const ForwardContext& ctx) {
   out.stages["sum"] = sum;
   out.reductions["sum"] = r;
   return out;
+}
+
+// With dz = g * act'(z): dW(f, o) = sum_n dz(o, n) in(f, n),
+// db(o) = sum_n dz(o, n), din(f, n) = sum_o dz(o, n) W(f, o).
+LayerGradients denseBackward(const BackwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const ForwardContext& f = ctx.forward;
+  const Layer& layer = f.layer;
+  const LoweredValue& in = *f.inputs[0];
+  int units = static_cast<int>(layer.intAttr("units"));
+  Halide::Func gradSum(layer.name + "_grad_sum");
+  gradSum(c, n) = activationGradient(ctx.gradOutput(c, 0, 0, n), ctx.lowered.value.func(c, 0, 0, n),
+                                     ctx.lowered.stages.at("sum")(c, n), layer.identAttr("activation"));
+  Halide::Var feature("f"), unit("o");
+  Halide::RDom examples(0, ctx.batch, layer.name + "_grad_rn");
+  Halide::Func gradWeight(layer.name + "_grad_weight"), gradBias(layer.name + "_grad_bias");
+  gradWeight(feature, unit) = 0.0f;
+  gradWeight(feature, unit) += gradSum(unit, examples) * flatFeature(in, feature, examples);
+  gradBias(unit) = 0.0f;
+  gradBias(unit) += gradSum(unit, examples);
+
+  Halide::RDom units_(0, units, layer.name + "_grad_ro");
+  Halide::Func gradFlat(layer.name + "_grad_flat");
+  gradFlat(c, x, y, n) = 0.0f;
+  gradFlat(c, x, y, n) += gradSum(units_, n) * f.params[0](c, units_);
+
+  LayerGradients grads;
+  grads.inputs = {unflattened(gradFlat, in.shape, layer.name + "_grad_in")};
+  grads.params = {gradWeight};
+  if (layer.boolAttr("bias")) grads.params.push_back(gradBias);
+  grads.stages["grad_sum"] = gradSum;
+  grads.stages["grad_flat"] = gradFlat;
+  grads.reductions["grad_weight"] = examples;
+  grads.reductions["grad_flat"] = units_;
+  return grads;
 }
 
 }  // namespace cnnc

@@ -1,6 +1,7 @@
 // flatten: CxHxW to a vector in C, H, W order (row-major, as PyTorch).
 #include "../LayerKinds.h"
 #include "../Lowering.h"
+#include "../Training.h"
 
 namespace cnnc {
 
@@ -24,6 +25,13 @@ LoweredLayer flattenForward(const ForwardContext& ctx) {
   out.value.func = Halide::Func(ctx.layer.name);
   out.value.func(c, x, y, n) = flatFeature(in, c, n);
   return out;
+}
+
+// The gradient read back in the image's layout.
+LayerGradients flattenBackward(const BackwardContext& ctx) {
+  LayerGradients grads;
+  grads.inputs = {unflattened(ctx.gradOutput, ctx.forward.inputs[0]->shape, ctx.forward.layer.name + "_grad_in")};
+  return grads;
 }
 
 }  // namespace cnnc

@@ -1,6 +1,7 @@
 // global_avgpool: the mean of each channel over the whole image.
 #include "../LayerKinds.h"
 #include "../Lowering.h"
+#include "../Training.h"
 
 namespace cnnc {
 
@@ -29,6 +30,17 @@ LoweredLayer globalAvgPoolForward(const ForwardContext& ctx) {
   out.value.func(c, x, y, n) = Halide::sum(in.func(c, r.x, r.y, n)) * (1.0f / (w * h));
   out.value.shape = ctx.layer.outputShape;
   return out;
+}
+
+// Every position of a channel receives an equal share of its gradient.
+LayerGradients globalAvgPoolBackward(const BackwardContext& ctx) {
+  const auto& [c, x, y, n] = layerVars();
+  const Shape& in = ctx.forward.inputs[0]->shape;
+  Halide::Func grad(ctx.forward.layer.name + "_grad_in");
+  grad(c, x, y, n) = ctx.gradOutput(c, 0, 0, n) * (1.0f / static_cast<float>(in.height() * in.width()));
+  LayerGradients grads;
+  grads.inputs = {grad};
+  return grads;
 }
 
 }  // namespace cnnc

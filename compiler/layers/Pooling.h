@@ -6,6 +6,7 @@
 
 #include "../LayerKinds.h"
 #include "../Lowering.h"
+#include "../Training.h"
 
 namespace cnnc {
 
@@ -49,6 +50,26 @@ inline PoolWindow poolWindow(const Layer& layer) {
   Halide::RDom r(0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
   return {r, v.x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + r.x,
           v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.y, static_cast<int>(kernel.w * kernel.h)};
+}
+
+// The windows that cover input position (x, y): for each kernel offset r,
+// the output position (ox, oy) whose window puts r at (x, y), clamped, and
+// whether that window exists (the stride divides, and it lies in the output).
+struct CoveringWindows {
+  Halide::RDom r;
+  Halide::Expr ox, oy, exists;
+};
+inline CoveringWindows coveringWindows(const Layer& layer, const std::string& name) {
+  const auto& v = layerVars();
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  Halide::RDom r(0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), name);
+  int sw = static_cast<int>(stride.w), sh = static_cast<int>(stride.h);
+  int outW = static_cast<int>(layer.outputShape.width()), outH = static_cast<int>(layer.outputShape.height());
+  // Halide's / and % round toward -infinity, so a negative offset is no window.
+  Halide::Expr nx = v.x + static_cast<int>(pad.w) - r.x, ny = v.y + static_cast<int>(pad.h) - r.y;
+  Halide::Expr ox = nx / sw, oy = ny / sh;
+  Halide::Expr exists = nx % sw == 0 && ny % sh == 0 && ox >= 0 && ox < outW && oy >= 0 && oy < outH;
+  return {r, Halide::clamp(ox, 0, outW - 1), Halide::clamp(oy, 0, outH - 1), exists};
 }
 
 }  // namespace cnnc
