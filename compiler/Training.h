@@ -4,6 +4,7 @@
 // backward algorithm lives in its file under layers/, next to its forward.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,9 @@ struct LayerGradients {
   std::vector<Halide::Func> params;
   std::map<std::string, Halide::Func> stages;
   std::map<std::string, Halide::RDom> reductions;
+  // An input gradient computed as a forward convolution (a conv's, at
+  // stride 1), with the layer that describes it, for the conv schedule.
+  std::optional<std::pair<Layer, LoweredLayer>> asConvolution;
 };
 
 // Backward algorithms, one per kind (defined in layers/).

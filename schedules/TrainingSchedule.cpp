@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "Conv2DSchedule.h"
+
 namespace cnnc {
 
 using Halide::Func;
@@ -30,6 +32,58 @@ void storeVectorized(Func f, int vec, int64_t innerExtent, std::set<std::string>
   }
 }
 
+// The largest divisor of `n` that is at most `limit`.
+int divisorUpTo(int64_t n, int limit) {
+  for (int d = std::min<int64_t>(n, limit); d > 1; --d)
+    if (n % d == 0) return d;
+  return 1;
+}
+
+// A convolution's weight gradient as a register tile: a vector of filters x
+// `channels` input channels x `columns` kernel columns accumulated over every
+// output position of the batch, then written out in PyTorch's layout. The
+// tile's channels and columns divide the layer's (so the tile never reads
+// past the input's channels); the filters round up to whole vectors (the
+// gradient is zero beyond K). Tasks are kernel rows x tiles.
+void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGradients& grads, int vec,
+                                std::set<std::string>& done) {
+  Func sums = grads.stages.at("grad_weight_sums"), out = grads.params[0];
+  const Halide::RDom& r = grads.reductions.at("grad_weight");
+  int64_t filters = layer.intAttr("filters"), inChannels = input.channels() / layer.intAttr("groups");
+  int64_t kernelWidth = layer.sizeAttr("kernel").w;
+  int lanes = vec;
+  while (lanes > 4 && lanes / 2 >= filters) lanes /= 2;
+  int accumulators = vec == 16 ? 12 : 8;  // of 32 or 16 vector registers
+  int bestChannels = 1, bestColumns = 1;
+  for (int columns = 1; columns <= kernelWidth; ++columns) {
+    if (kernelWidth % columns != 0) continue;
+    int channels = divisorUpTo(inChannels, accumulators / columns);
+    if (channels * columns > bestChannels * bestColumns) bestChannels = channels, bestColumns = columns;
+  }
+  std::vector<Halide::Var> v = out.args();  // kx, ky, ci, k
+  Halide::Var kx = v[0], ky = v[1], ci = v[2], k = v[3];
+  Halide::Var ko("ko"), ki("ki"), cio("cio"), cii("cii"), kxo("kxo"), kxi("kxi"), tile("tile"), task("task");
+  out.compute_root()
+      .split(k, ko, ki, lanes, TailStrategy::GuardWithIf)
+      .split(ci, cio, cii, bestChannels, TailStrategy::GuardWithIf)
+      .split(kx, kxo, kxi, bestColumns, TailStrategy::GuardWithIf)
+      .reorder(kxi, cii, ki, kxo, cio, ko, ky)
+      .fuse(cio, ko, tile)
+      .fuse(tile, ky, task)
+      .parallel(task);
+  std::vector<Halide::Var> s = sums.args();  // k, ci, kx, ky
+  sums.compute_at(out, kxo)
+      .bound_extent(s[0], lanes)
+      .bound_extent(s[1], bestChannels)
+      .bound_extent(s[2], bestColumns)
+      .vectorize(s[0])
+      .unroll(s[1])
+      .unroll(s[2]);
+  sums.update().reorder(s[0], s[1], s[2], r.x, r.y, r.z, s[3]).vectorize(s[0]).unroll(s[1]).unroll(s[2]);
+  done.insert(sums.name());
+  done.insert(out.name());
+}
+
 }  // namespace
 
 void scheduleTraining(const Network& net, LoweredTraining& training, const ScheduleOptions& options) {
@@ -45,6 +99,19 @@ void scheduleTraining(const Network& net, LoweredTraining& training, const Sched
     if (layer.kind == LayerKind::BatchNorm)
       for (const char* stage : {"sum", "mean", "squares", "variance", "inv_std"}) store(forward.stages.at(stage), channels);
     LayerGradients& grads = training.layers[i];
+    if (layer.kind == LayerKind::Conv2D && !grads.params.empty())
+      scheduleConvWeightGradient(layer, net.shapeOf(layer.inputs[0]), grads, vec, done);
+    if (grads.asConvolution) {
+      auto& [convLayer, conv] = *grads.asConvolution;
+      Conv2DKnobs knobs = defaultConv2DKnobs(convLayer, layer.outputShape, options.target, true);
+      scheduleConv2D(convLayer, conv, knobs, options);
+      // Whole register tiles of channels, whatever region the consumers need.
+      int64_t tile = knobs.vectorWidth * knobs.channelVectors;
+      int64_t channels = convLayer.outputShape.channels();
+      conv.value.func.bound(layerVars().c, 0, static_cast<int>((channels + tile - 1) / tile * tile));
+      done.insert(conv.value.func.name());
+      for (auto& [name, stage] : conv.stages) done.insert(stage.name());
+    }
     for (auto& [name, stage] : grads.stages)
       store(stage, name == "grad_flat" ? net.shapeOf(layer.inputs[0]).elements() : name == "dot" ? 0 : channels);
     for (size_t j = 0; j < grads.inputs.size(); ++j) store(grads.inputs[j], net.shapeOf(layer.inputs[j]).channels());

@@ -158,47 +158,85 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
   int dx = static_cast<int>(dilation.w), dy = static_cast<int>(dilation.h);
   int outW = static_cast<int>(layer.outputShape.width()), outH = static_cast<int>(layer.outputShape.height());
 
+  // Zero beyond the K filters, so that schedules may round the channels up
+  // to whole vectors.
   Halide::Func gradConv(name + "_grad_conv");
-  gradConv(c, x, y, n) = activationGradient(ctx.gradOutput(c, x, y, n), ctx.lowered.value.func(c, x, y, n),
-                                            ctx.lowered.stages.at("conv")(c, x, y, n), layer.identAttr("activation"));
+  Halide::Expr kc = Halide::min(c, K - 1);
+  gradConv(c, x, y, n) = Halide::select(
+      c < K,
+      activationGradient(ctx.gradOutput(kc, x, y, n), ctx.lowered.value.func(kc, x, y, n),
+                         ctx.lowered.stages.at("conv")(kc, x, y, n), layer.identAttr("activation")),
+      0.0f);
 
-  // Weights and bias: reductions over every output position of the batch.
+  // Weights and bias: reductions over every output position of the batch,
+  // the weights' accumulated with the filter innermost (vectorized over k)
+  // and then laid out as PyTorch's [K, C/g, kh, kw].
   Halide::Func input = pad.h > 0 || pad.w > 0 ? padded(in, 0.0f, name + "_grad_input") : in.func;
   Halide::Var kx("kx"), ky("ky"), ci("ci"), k("k");
   Halide::RDom positions(0, outW, 0, outH, 0, ctx.batch, name + "_grad_rw");
-  Halide::Expr group = groups == 1 ? Halide::Expr(0) : k / Kg;
-  Halide::Func gradWeight(name + "_grad_weight"), gradBias(name + "_grad_bias");
-  gradWeight(kx, ky, ci, k) = 0.0f;
-  gradWeight(kx, ky, ci, k) +=
+  Halide::Expr group = groups == 1 ? Halide::Expr(0) : Halide::min(k, K - 1) / Kg;
+  Halide::Func weightSums(name + "_grad_weight_sums"), gradWeight(name + "_grad_weight"), gradBias(name + "_grad_bias");
+  weightSums(k, ci, kx, ky) = 0.0f;
+  weightSums(k, ci, kx, ky) +=
       gradConv(k, positions.x, positions.y, positions.z) *
       input(group * Cg + ci, positions.x * sx - px + kx * dx, positions.y * sy - py + ky * dy, positions.z);
+  gradWeight(kx, ky, ci, k) = weightSums(k, ci, kx, ky);
   gradBias(k) = 0.0f;
   gradBias(k) += gradConv(k, positions.x, positions.y, positions.z);
 
-  // The input: the transposed convolution of dz, zero where no window reads.
-  Halide::RDom taps(0, Kg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), name + "_grad_ri");
-  Halide::Expr inGroup = groups == 1 ? Halide::Expr(0) : c / Cg;
-  Halide::Expr nx = x + px - taps.y * dx, ny = y + py - taps.z * dy;
-  Halide::Expr ox = nx / sx, oy = ny / sy;
-  Halide::Expr exists = ox >= 0 && ox < outW && oy >= 0 && oy < outH;
-  if (sx > 1) exists = exists && nx % sx == 0;
-  if (sy > 1) exists = exists && ny % sy == 0;
-  Halide::Expr filter = inGroup * Kg + taps.x;
-  Halide::Func gradInput(name + "_grad_in");
-  gradInput(c, x, y, n) = 0.0f;
-  gradInput(c, x, y, n) += Halide::select(
-      exists,
-      gradConv(filter, Halide::clamp(ox, 0, outW - 1), Halide::clamp(oy, 0, outH - 1), n) *
-          f.params[0](taps.y, taps.z, c - inGroup * Cg, filter),
-      0.0f);
-
   LayerGradients grads;
+  // The input: at stride 1, the forward convolution of dz with the filters
+  // flipped and transposed (scheduled as any convolution); otherwise the
+  // transposed convolution summed directly, zero where no window reads.
+  Halide::Func gradInput(name + "_grad_in");
+  Size2 flippedPad{dy * (static_cast<int>(kernel.h) - 1) - py, dx * (static_cast<int>(kernel.w) - 1) - px};
+  if (sx == 1 && sy == 1 && flippedPad.h >= 0 && flippedPad.w >= 0) {
+    Layer transposed = layer;
+    transposed.name = name + "_grad_in";
+    int C = static_cast<int>(in.shape.channels());
+    for (Attribute& a : transposed.attributes) {
+      if (a.key == "filters") a.value = int64_t(C);
+      if (a.key == "pad") a.value = flippedPad;
+      if (a.key == "bias") a.value = false;
+      if (a.key == "activation") a.value = std::string("none");
+    }
+    transposed.outputShape = in.shape;
+    transposed.params = {{"weight", {C, Kg, kernel.h, kernel.w}}};
+    Halide::Var fx("fx"), fy("fy"), fk("fk"), fc("fc");
+    Halide::Expr g = groups == 1 ? Halide::Expr(0) : fc / Cg;
+    Halide::Func flipped(name + "_grad_in_weights");
+    flipped(fx, fy, fk, fc) = f.params[0](static_cast<int>(kernel.w) - 1 - fx, static_cast<int>(kernel.h) - 1 - fy,
+                                          fc - g * Cg, g * Kg + fk);
+    LoweredValue upstream{gradConv, layer.outputShape};
+    ForwardContext tctx{f.net, transposed, f.layerIndex, {&upstream}, {flipped}, Purpose::Training};
+    LoweredLayer lowered = conv2dForward(tctx);
+    gradInput(c, x, y, n) = lowered.value.func(c, x, y, n);
+    grads.asConvolution = std::make_pair(transposed, lowered);
+  } else {
+    Halide::RDom taps(0, Kg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), name + "_grad_ri");
+    Halide::Expr inGroup = groups == 1 ? Halide::Expr(0) : c / Cg;
+    Halide::Expr nx = x + px - taps.y * dx, ny = y + py - taps.z * dy;
+    Halide::Expr ox = nx / sx, oy = ny / sy;
+    Halide::Expr exists = ox >= 0 && ox < outW && oy >= 0 && oy < outH;
+    if (sx > 1) exists = exists && nx % sx == 0;
+    if (sy > 1) exists = exists && ny % sy == 0;
+    Halide::Expr filter = inGroup * Kg + taps.x;
+    gradInput(c, x, y, n) = 0.0f;
+    gradInput(c, x, y, n) += Halide::select(
+        exists,
+        gradConv(filter, Halide::clamp(ox, 0, outW - 1), Halide::clamp(oy, 0, outH - 1), n) *
+            f.params[0](taps.y, taps.z, c - inGroup * Cg, filter),
+        0.0f);
+    grads.reductions["grad_in"] = taps;
+  }
+
   grads.inputs = {gradInput};
   grads.params = {gradWeight};
   if (layer.boolAttr("bias")) grads.params.push_back(gradBias);
   grads.stages["grad_conv"] = gradConv;
+  grads.stages["grad_weight_sums"] = weightSums;
+  if (input.name() != in.func.name()) grads.stages["grad_input"] = input;
   grads.reductions["grad_weight"] = positions;
-  grads.reductions["grad_in"] = taps;
   return grads;
 }
 
