@@ -12,6 +12,7 @@
 #include <Halide.h>
 
 #include "Emit.h"
+#include "TrainerWriter.h"
 #include "Frontend.h"
 #include "IRPrinter.h"
 #include "LayerTable.h"
@@ -32,7 +33,9 @@ options:
                       (default: the network's name, in the current directory)
   --emit LIST         what to write, from lib,header,trainer,stmt,assembly,ir
                       (default lib,header); `ir` writes OUT.ir, the checked
-                      network as a canonical .net file (to stdout with check)
+                      network as a canonical .net file (to stdout with check);
+                      `trainer` (implies lib,header) also builds the program
+                      OUT (train, eval, predict; OUT --help) with $CXX or c++
   --header PATH       where to write the header (default OUT.h)
   --target T[,T...]   Halide target strings (default host)
   --schedule FILE     schedule knobs from a tuning result
@@ -102,6 +105,7 @@ Options parseArguments(int argc, char** argv) {
   }
   if (options.input.empty()) throw UsageError("no network file given (see cnnc --help)");
   if (!emitGiven && !options.check) options.emit = {"lib", "header"};
+  if (options.emit.count("trainer") && !options.check) options.emit.insert({"lib", "header"});
   if (options.check && !options.output.empty()) throw UsageError("check writes no files; drop -o");
   if (options.check &&
       (options.emit.size() > 1 || (options.emit.size() == 1 && !options.emit.count("ir"))))
@@ -193,6 +197,7 @@ int run(const Options& options) {
   emit.log = log;
   try {
     emitLibrary(*net, emit);
+    if (options.emit.count("trainer")) emitTrainer(*net, {stem, emit.libraryPath, emit.headerPath, log});
   } catch (const EmitError& e) {
     throw UsageError(e.what());
   } catch (const Halide::CompileError& e) {
@@ -202,6 +207,8 @@ int run(const Options& options) {
     std::cout << fmt::format("wrote {0}.a and {1}\nlink with: c++ -std=c++17 -O2 app.cpp {0}.a -lpthread -ldl -lz -o app\n",
                              stem, emit.headerPath);
   }
+  if (options.emit.count("trainer"))
+    std::cout << fmt::format("wrote {0}, the trainer: {0} train | eval | predict (see {0} --help)\n", stem);
   return kExitSuccess;
 }
 
