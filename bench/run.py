@@ -9,6 +9,11 @@ timed. Then, after a warm-up, single forward passes alternate between the two
 sides, N times each; the table gives medians and minima, the ratio
 (PyTorch / cnnc, above 1 means cnnc is faster) and cnnc's share of the FP32
 peak measured by an FMA loop in the same run. Both sides use 2 threads.
+
+The training workloads (TRAIN_WORKLOADS, bench/train_torch.py) time one
+train step (forward, backward, optimizer update) of a network compiled by
+cnnc into its library and header, against PyTorch with the same optimizer,
+after checking that the first steps' losses and updates agree.
 """
 
 import argparse
@@ -29,6 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "pytorch"))
 import netfile  # noqa: E402
 import safetensors_io  # noqa: E402
+import train_torch  # noqa: E402
 
 WORKLOADS = {
     "W1": ("bench/workloads/w1_conv3x3_128.net", 5),
@@ -46,6 +52,15 @@ WORKLOADS = {
     "W5-18/N8": ("examples/resnet18.net", 8),
     "W5-50/N1": ("bench/workloads/resnet50.net", 1),
     "W5-50/N8": ("bench/workloads/resnet50.net", 8),
+}
+
+# Training: .net file, batch, steps per timed turn, training FLOPs over
+# forward FLOPs (train_torch.py says why 3, or 2 for a lone layer).
+TRAIN_WORKLOADS = {
+    "W3train": ("bench/workloads/lenet5_sgd.net", 64, 10, 3),       # SGD, momentum 0.9 (BENCHMARKS.md)
+    "W3train-adam": ("examples/lenet5.net", 64, 10, 3),             # the example's own Adam settings
+    "W4": ("bench/workloads/w4_cifar.net", 64, 2, 3),
+    "W1train": ("bench/workloads/w1_train.net", 5, 1, 2),          # forward + backward of W1's layer
 }
 
 # W6: how long cnnc takes to compile a network into a library and header.
@@ -125,29 +140,70 @@ def compile_seconds(cnnc, net_path, work):
     return time.perf_counter() - start
 
 
+def run_trainings(names, build, reps, steps, work):
+    cnnc_bin, bench = str(build / "compiler" / "cnnc"), str(build / "bench" / "cnnc_bench")
+    rows = []
+    print("\n| workload | network | optimizer | batch | cnnc ms/step (median / min) | PyTorch ms/step (median / min) "
+          "| cnnc images/s (median, min-max) | PyTorch images/s (median, min-max) | cnnc/PyTorch "
+          "| cnnc GFLOP/s | share of peak (peak GFLOP/s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in names:
+        path, batch, default_steps, flops_factor = TRAIN_WORKLOADS[name]
+        folder = work / name
+        folder.mkdir()
+        r = train_torch.run_training(name, ROOT / path, batch, steps or default_steps, flops_factor, cnnc_bin,
+                                     ROOT / "bench" / "train_bench.cpp", reps, folder, lambda: peak(bench),
+                                     forward_mflops(cnnc_bin, ROOT / path))
+        rows.append(r)
+        ours, theirs = r["ours_ips"], r["theirs_ips"]
+        print(f"| {r['name']} | {r['file']} | {r['optimizer']} lr={r['lr']:g} | {r['batch']} "
+              f"| {r['ours_ms'][0]:.3f} / {r['ours_ms'][1]:.3f} | {r['theirs_ms'][0]:.3f} / {r['theirs_ms'][1]:.3f} "
+              f"| {ours[0]:,.0f} ({ours[1]:,.0f}-{ours[2]:,.0f}) | {theirs[0]:,.0f} ({theirs[1]:,.0f}-{theirs[2]:,.0f}) "
+              f"| {r['ratio']:.2f} | {r['gflops']:.1f} | {100 * r['gflops'] / r['peak']:.1f}% ({r['peak']:.0f}) |",
+              flush=True)
+    print("\n| workload | steps/turn | FLOPs/forward | losses of steps 1, 2: cnnc / PyTorch (max rel. error) "
+          "| first update max error | loss after timing: cnnc / PyTorch | cnnc compile s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        (ours, theirs) = r["losses"]
+        print(f"| {r['name']} | {r['steps']} | {r['flops_factor']} | {ours[0]:.6f}, {ours[1]:.6f} / "
+              f"{theirs[0]:.6f}, {theirs[1]:.6f} ({r['loss_error']:.1e}) | {r['update_error']:.1e} "
+              f"| {r['last_losses'][0]:.4g} / {r['last_losses'][1]:.4g} | {r['compile_seconds']:.0f} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default=str(ROOT / "build"))
     parser.add_argument("--reps", type=int, default=10)
-    parser.add_argument("workloads", nargs="*", default=list(WORKLOADS) + list(COMPILE_WORKLOADS))
+    parser.add_argument("--steps", type=int, help="train steps per timed turn (default: per workload)")
+    parser.add_argument("workloads", nargs="*",
+                        default=list(WORKLOADS) + list(TRAIN_WORKLOADS) + list(COMPILE_WORKLOADS))
     args = parser.parse_args()
+    unknown = [w for w in args.workloads if w not in {**WORKLOADS, **TRAIN_WORKLOADS, **COMPILE_WORKLOADS}]
+    if unknown:
+        parser.error(f"unknown workloads {', '.join(unknown)}; known: "
+                     f"{', '.join(list(WORKLOADS) + list(TRAIN_WORKLOADS) + list(COMPILE_WORKLOADS))}")
     torch.set_num_threads(2)
     build = pathlib.Path(args.build)
     print(f"# {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)")
     print(f"# command: python3 bench/run.py {' '.join(sys.argv[1:])}")
-    print("| workload | network | batch | cnnc ms (median / min) | PyTorch ms (median / min) | PyTorch/cnnc "
-          "| cnnc GFLOP/s | share of peak (peak GFLOP/s) |")
-    print("|---|---|---|---|---|---|---|---|")
+    if any(name in WORKLOADS for name in args.workloads):
+        print("| workload | network | batch | cnnc ms (median / min) | PyTorch ms (median / min) | PyTorch/cnnc "
+              "| cnnc GFLOP/s | share of peak (peak GFLOP/s) |")
+        print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as work:
         for name in args.workloads:
-            if name in COMPILE_WORKLOADS:
+            if name not in WORKLOADS:
                 continue
             path, batch = WORKLOADS[name]
             r = run_workload(name, ROOT / path, batch, build, args.reps, pathlib.Path(work))
             print(f"| {r['name']} | {r['file']} | {r['batch']} | {r['ours'][0]:.3f} / {r['ours'][1]:.3f} "
                   f"| {r['theirs'][0]:.3f} / {r['theirs'][1]:.3f} | {r['ratio']:.2f} | {r['gflops']:.1f} "
                   f"| {100 * r['gflops'] / r['peak']:.1f}% ({r['peak']:.0f}) |", flush=True)
+        trainings = [name for name in args.workloads if name in TRAIN_WORKLOADS]
+        if trainings:
+            run_trainings(trainings, build, args.reps, args.steps, pathlib.Path(work))
         compiles = [name for name in args.workloads if name in COMPILE_WORKLOADS]
         if compiles:
             print("\n| workload | network | cnnc wall time, s |\n|---|---|---|")
