@@ -12,7 +12,10 @@ in safetensors) and train on the same batch of random inputs and labels.
 Correctness before timing: the loss of the first step (computed before the
 update) must agree to 1e-4 relative, so must the second step's (which sees
 the first update), and every parameter's first update (stepped minus
-initial weights) must agree to 1e-3 of its largest element.
+initial weights) must agree to 1e-3 of its largest element. Adam's first
+update is -lr * g / (|g| + eps), which turns a rounding difference in a
+gradient near eps into a large one in the update; its elements are compared
+only where PyTorch's gradient is zero or exceeds 100 eps.
 
 Timing: warm-up steps on each side, then turns of K steps alternate between
 the sides (cnnc first), `reps` turns each; a turn's time over K is a step's
@@ -66,8 +69,12 @@ def relative(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
 
+class CheckFailed(RuntimeError):
+    """cnnc and PyTorch disagree on the first steps: nothing is timed."""
+
+
 def run_training(name, net_path, batch, steps, flops_factor, cnnc, harness_source, reps, work, peak,
-                 forward_mflops):
+                 forward_mflops, loss_tolerance=LOSS_TOLERANCE):
     net = netfile.load(net_path)
     torch.manual_seed(3)
     model = netfile.initialize(netfile.build_model(net).train())
@@ -104,19 +111,30 @@ def run_training(name, net_path, batch, steps, flops_factor, cnnc, harness_sourc
         ours_losses = [float(ready[1]), float(ready[2])]
         theirs_losses = [torch_step().item()]
         stepped = {k: v.detach().clone() for k, v in model.state_dict().items() if k in initial}
+        first_grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
         theirs_losses.append(torch_step().item())
         loss_error = max(relative(a, b) for a, b in zip(ours_losses, theirs_losses))
-        if not loss_error <= LOSS_TOLERANCE:
-            raise RuntimeError(f"{name}: losses disagree: cnnc {ours_losses}, PyTorch {theirs_losses}")
         ours_stepped, _ = safetensors_io.read(work / "stepped.safetensors")
-        update_error = 0.0
+        update_error, masked, worst = 0.0, 0, None
         for key, value in initial.items():
             want = (stepped[key] - value).numpy()
             got = ours_stepped[key].astype(np.float64) - value.numpy()
-            error = np.abs(got - want).max() / max(np.abs(want).max(), 1e-12)
-            update_error = max(update_error, error)
-            if not error <= UPDATE_TOLERANCE:
-                raise RuntimeError(f"{name}: the first update of {key} disagrees ({error:.2e} of its largest element)")
+            compared = np.ones(want.shape, dtype=bool)
+            if net.train["optimizer"] == "adam" and key in first_grads:
+                magnitude = np.abs(first_grads[key].numpy())
+                compared = (magnitude == 0) | (magnitude > 100 * net.train["eps"])
+                masked += int((~compared).sum())
+            error = np.abs(got - want)[compared].max(initial=0) / max(np.abs(want).max(), 1e-12)
+            if error > update_error:
+                update_error, worst = error, key
+        failures = []
+        if not loss_error <= loss_tolerance:
+            failures.append(f"losses of steps 1, 2 disagree by {loss_error:.2e} relative (tolerance "
+                            f"{loss_tolerance:g}): cnnc {ours_losses}, PyTorch {theirs_losses}")
+        if not update_error <= UPDATE_TOLERANCE:
+            failures.append(f"the first update of {worst} disagrees by {update_error:.2e} of its largest element")
+        if failures:
+            raise CheckFailed(f"{name}: " + "; ".join(failures))
 
         def cnnc_turn():
             server.stdin.write(f"run {steps}\n")
@@ -159,7 +177,7 @@ def run_training(name, net_path, batch, steps, flops_factor, cnnc, harness_sourc
         "ours_ips": images_per_second(ours, batch), "theirs_ips": images_per_second(theirs, batch),
         "ratio": theirs_median / ours_median,
         "gflops": step_gflop / (ours_median / 1e3), "peak": peak_gflops, "flops_factor": flops_factor,
-        "losses": (ours_losses, theirs_losses), "loss_error": loss_error, "update_error": update_error,
+        "losses": (ours_losses, theirs_losses), "loss_error": loss_error, "update_error": update_error, "masked": masked,
         "last_losses": (ours_last, theirs_last), "compile_seconds": compile_seconds,
     }
 
