@@ -22,6 +22,7 @@ NETWORK names an example (its file stem) or one of the small networks here.
 import math
 import pathlib
 import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -36,6 +37,10 @@ import safetensors_io
 from test_forward import randomize
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Adam's steps are largest relative to the gradient where the gradient is near
+# eps (1e-8), i.e. pure float32 rounding of a cancelling sum: there float32
+# noise moves a weight by up to lr per step, so Adam networks measure ~1e-4
+# (LeNet-5: 2e-4 at a gradient of 1e-8) while SGD ones measure ~1e-6.
 TOLERANCE = 1e-3
 STEPS = 3
 TINY = 1e-12
@@ -119,7 +124,7 @@ class Outcome:
         self.loss_error = self.weight_error = None
         self.worst_tensor = ""
         self.problems, self.skipped = [], None
-        self.compile_seconds = None
+        self.compile_seconds = self.compile_cpu_seconds = None
 
 
 def describe_optimizer(settings):
@@ -158,17 +163,23 @@ def reference_training(net, weights, inputs, targets):
     return np.array(losses), state
 
 
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def compile_and_build(cnnc, net_path, net, work, target_type, target_size, outcome):
     """cnnc NET.net, then the app with the printed link line; the app's path or None."""
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), children_cpu_seconds()
     compiled = subprocess.run([cnnc, str(net_path), "-o", str(work / f"{net.name}.a")], capture_output=True, text=True)
     outcome.compile_seconds = time.monotonic() - started
+    outcome.compile_cpu_seconds = children_cpu_seconds() - cpu_before  # tells a slow compile from a busy machine
     if compiled.returncode != 0:
         outcome.problems.append(f"cnnc failed: {compiled.stderr.strip()[:2000]}")
         return None
     if outcome.compile_seconds > SLOW_COMPILE_SECONDS:
         print(f"     note: {net.name} took {outcome.compile_seconds:.0f} s to compile "
-              f"(over {SLOW_COMPILE_SECONDS} s)", flush=True)
+              f"(over {SLOW_COMPILE_SECONDS} s; {outcome.compile_cpu_seconds:.0f} s of CPU)", flush=True)
     link = re.search(r"link with: (.*)", compiled.stdout).group(1)
     source = APP.replace("TARGET_TYPE", target_type).replace("TARGET_SIZE", target_size).replace("NET", net.name)
     (work / "app.cpp").write_text(source)
@@ -293,7 +304,8 @@ def main(argv):
             print(f"skip {name}: {outcome.skipped}", flush=True)
         else:
             status = "FAIL" if outcome.problems else "ok  "
-            timing = f"{seconds:.0f} s" + (f", compile {outcome.compile_seconds:.0f} s"
+            timing = f"{seconds:.0f} s" + (f", compile {outcome.compile_seconds:.0f} s "
+                                           f"({outcome.compile_cpu_seconds:.0f} s CPU)"
                                            if outcome.compile_seconds is not None else "")
             print(f"{status} {name} ({timing})" + "".join(f"\n     {p}" for p in outcome.problems), flush=True)
         outcomes.append(outcome)
