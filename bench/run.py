@@ -140,6 +140,10 @@ def compile_seconds(cnnc, net_path, work):
     return time.perf_counter() - start
 
 
+def rate(images_per_second):
+    return f"{images_per_second:,.0f}" if images_per_second >= 100 else f"{images_per_second:.3g}"
+
+
 def run_trainings(names, build, reps, steps, loss_tolerance, work):
     cnnc_bin, bench = str(build / "compiler" / "cnnc"), str(build / "bench" / "cnnc_bench")
     rows = []
@@ -162,7 +166,8 @@ def run_trainings(names, build, reps, steps, loss_tolerance, work):
         ours, theirs = r["ours_ips"], r["theirs_ips"]
         print(f"| {r['name']} | {r['file']} | {r['optimizer']} lr={r['lr']:g} | {r['batch']} "
               f"| {r['ours_ms'][0]:.3f} / {r['ours_ms'][1]:.3f} | {r['theirs_ms'][0]:.3f} / {r['theirs_ms'][1]:.3f} "
-              f"| {ours[0]:,.0f} ({ours[1]:,.0f}-{ours[2]:,.0f}) | {theirs[0]:,.0f} ({theirs[1]:,.0f}-{theirs[2]:,.0f}) "
+              f"| {rate(ours[0])} ({rate(ours[1])}-{rate(ours[2])}) "
+              f"| {rate(theirs[0])} ({rate(theirs[1])}-{rate(theirs[2])}) "
               f"| {r['ratio']:.2f} | {r['gflops']:.1f} | {100 * r['gflops'] / r['peak']:.1f}% ({r['peak']:.0f}) |",
               flush=True)
     print("\n| workload | steps/turn | FLOPs/forward | losses of steps 1, 2: cnnc / PyTorch (max rel. error) "
