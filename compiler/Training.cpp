@@ -82,9 +82,10 @@ LoweredTraining lowerTraining(const Network& net, const std::string& lossName) {
   Func inputGrad;
   if (loss == "cross_entropy") {
     // From the logits: those before a trailing softmax, fused with it.
-    bool fused = net.layers[last].kind == LayerKind::Softmax && net.layers[last].inputs[0] != kInputIndex;
+    bool fused = net.layers[last].kind == LayerKind::Softmax;
     int logitsLayer = fused ? net.layers[last].inputs[0] : last;
-    const Func& logits = lowered.layers[logitsLayer].value.func;
+    const Func& logits =
+        logitsLayer == kInputIndex ? lowered.inputValue.func : lowered.layers[logitsLayer].value.func;
     int classes = static_cast<int>(outShape.channels());
     training.labels = Halide::ImageParam(Halide::Int(32), 1, "labels");
     Expr label = Halide::clamp(training.labels(n), 0, classes - 1);
@@ -101,7 +102,7 @@ LoweredTraining lowerTraining(const Network& net, const std::string& lossName) {
     gradLogits(c, x, y, n) = (Halide::exp(logits(c, 0, 0, n) - top(n)) / total(n) -
                               Halide::select(c == label, 1.0f, 0.0f)) /
                              Halide::cast<float>(batch);
-    grads[logitsLayer] = gradLogits;
+    (logitsLayer == kInputIndex ? inputGrad : grads[logitsLayer]) = gradLogits;
     training.lossStages = {top, total, logSumExp};
   } else {
     CNNC_INTERNAL_ASSERT(loss == "mse", "unknown loss " + loss);

@@ -71,7 +71,7 @@ void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<flo
 }  // namespace
 
 ModelBase::ModelBase(const NetworkInfo& info, uint64_t seed) : info_(info) {
-  if (info_.train) learningRate_ = info_.train->lr;
+  if (info_.train) learningRate_ = info_.train->lr, dropoutSeed_ = info_.train->seed;
   params_.resize(info_.paramCount);
   for (int i = 0; i < info_.paramCount; ++i)
     params_[i].assign(elements(info_.params[i].shape, info_.params[i].rank), 0.0f);
@@ -365,7 +365,7 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
     if (adam) views[3]->setHost(slots_[1][i].data());
   }
   // A fresh dropout mask every step, reproducible from the seed.
-  b.dropoutSeed = static_cast<uint32_t>(Random(config.seed * 0x9E3779B97F4A7C15ull + steps_).next() >> 32);
+  b.dropoutSeed = static_cast<uint32_t>(Random(dropoutSeed_ * 0x9E3779B97F4A7C15ull + steps_).next() >> 32);
 
   int status = config.trainStep(b.arguments.data());
   if (status != 0)

@@ -21,7 +21,9 @@ void storeVectorized(Func f, int vec, int64_t innerExtent, std::set<std::string>
   f.compute_root();
   std::vector<Halide::Var> args = f.args();
   if (args.empty()) return;
-  f.vectorize(args.front(), vec, TailStrategy::GuardWithIf);
+  int lanes = vec;  // narrower for few channels
+  while (innerExtent > 0 && lanes > 4 && lanes / 2 >= innerExtent) lanes /= 2;
+  f.vectorize(args.front(), lanes, TailStrategy::GuardWithIf);
   if (args.size() > 1) f.parallel(args.back());
   int updateVec = vec;
   while (updateVec >= 4 && (innerExtent <= 0 || innerExtent % updateVec != 0)) updateVec /= 2;
@@ -84,6 +86,30 @@ void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGra
   done.insert(out.name());
 }
 
+// A dense layer's weight gradient: a vector of features x up to four units
+// accumulated in registers over the batch (no tails: the vector divides the
+// features, the unit count the units), the units' groups as tasks.
+void scheduleDenseWeightGradient(const Layer& layer, LayerGradients& grads, int vec, std::set<std::string>& done) {
+  Func out = grads.params[0];
+  const Halide::RDom& r = grads.reductions.at("grad_weight");
+  int64_t units = layer.params[0].shape[0], features = layer.params[0].shape[1];
+  int lanes = vec;
+  while (lanes > 4 && features % lanes != 0) lanes /= 2;
+  if (features % lanes != 0) return;  // the generic schedule
+  int rows = divisorUpTo(units, 4);
+  std::vector<Halide::Var> v = out.args();  // f, o
+  Halide::Var fo("fo"), fi("fi"), oo("oo"), oi("oi");
+  out.compute_root().vectorize(v[0], lanes).parallel(v[1]);
+  out.update()
+      .split(v[0], fo, fi, lanes)
+      .split(v[1], oo, oi, rows)
+      .reorder(fi, oi, r.x, fo, oo)
+      .vectorize(fi)
+      .unroll(oi)
+      .parallel(oo);
+  done.insert(out.name());
+}
+
 }  // namespace
 
 void scheduleTraining(const Network& net, LoweredTraining& training, const ScheduleOptions& options) {
@@ -101,6 +127,7 @@ void scheduleTraining(const Network& net, LoweredTraining& training, const Sched
     LayerGradients& grads = training.layers[i];
     if (layer.kind == LayerKind::Conv2D && !grads.params.empty())
       scheduleConvWeightGradient(layer, net.shapeOf(layer.inputs[0]), grads, vec, done);
+    if (layer.kind == LayerKind::Dense) scheduleDenseWeightGradient(layer, grads, vec, done);
     if (grads.asConvolution) {
       auto& [convLayer, conv] = *grads.asConvolution;
       Conv2DKnobs knobs = defaultConv2DKnobs(convLayer, layer.outputShape, options.target, true);

@@ -85,9 +85,13 @@ LayerGradients denseBackward(const BackwardContext& ctx) {
                                      ctx.lowered.stages.at("sum")(c, n), layer.identAttr("activation"));
   Halide::Var feature("f"), unit("o");
   Halide::RDom examples(0, ctx.batch, layer.name + "_grad_rn");
+  // The input in PyTorch's flatten order, stored once: the weight gradient
+  // reads it contiguously.
+  Halide::Func flatInput(layer.name + "_grad_flat_input");
+  flatInput(feature, n) = flatFeature(in, feature, n);
   Halide::Func gradWeight(layer.name + "_grad_weight"), gradBias(layer.name + "_grad_bias");
   gradWeight(feature, unit) = 0.0f;
-  gradWeight(feature, unit) += gradSum(unit, examples) * flatFeature(in, feature, examples);
+  gradWeight(feature, unit) += gradSum(unit, examples) * flatInput(feature, examples);
   gradBias(unit) = 0.0f;
   gradBias(unit) += gradSum(unit, examples);
 
@@ -102,6 +106,7 @@ LayerGradients denseBackward(const BackwardContext& ctx) {
   if (layer.boolAttr("bias")) grads.params.push_back(gradBias);
   grads.stages["grad_sum"] = gradSum;
   grads.stages["grad_flat"] = gradFlat;
+  grads.stages["grad_flat_input"] = flatInput;
   grads.reductions["grad_weight"] = examples;
   grads.reductions["grad_flat"] = units_;
   return grads;

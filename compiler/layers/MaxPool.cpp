@@ -33,11 +33,22 @@ LayerGradients maxPoolBackward(const BackwardContext& ctx) {
   PoolWindow window = poolWindow(layer);
   Halide::Func winner(layer.name + "_argmax");
   winner(c, x, y, n) = Halide::argmax(input(c, window.ix, window.iy, n));
-  CoveringWindows cover = coveringWindows(layer, layer.name + "_grad_r");
-  Halide::Expr won = winner(c, cover.ox, cover.oy, n)[0] == cover.r.x &&
-                     winner(c, cover.ox, cover.oy, n)[1] == cover.r.y;
   Halide::Func grad(layer.name + "_grad_in");
-  grad(c, x, y, n) = Halide::sum(Halide::select(cover.exists && won, ctx.gradOutput(c, cover.ox, cover.oy, n), 0.0f));
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  if (kernel == stride && pad == Size2{0, 0}) {
+    // Windows tile the input: one window covers each position, if any.
+    int kw = static_cast<int>(kernel.w), kh = static_cast<int>(kernel.h);
+    int outW = static_cast<int>(layer.outputShape.width()), outH = static_cast<int>(layer.outputShape.height());
+    Halide::Expr ox = Halide::min(x / kw, outW - 1), oy = Halide::min(y / kh, outH - 1);
+    Halide::Expr won = x / kw < outW && y / kh < outH && winner(c, ox, oy, n)[0] == x - ox * kw &&
+                       winner(c, ox, oy, n)[1] == y - oy * kh;
+    grad(c, x, y, n) = Halide::select(won, ctx.gradOutput(c, ox, oy, n), 0.0f);
+  } else {
+    CoveringWindows cover = coveringWindows(layer, layer.name + "_grad_r");
+    Halide::Expr won = winner(c, cover.ox, cover.oy, n)[0] == cover.r.x &&
+                       winner(c, cover.ox, cover.oy, n)[1] == cover.r.y;
+    grad(c, x, y, n) = Halide::sum(Halide::select(cover.exists && won, ctx.gradOutput(c, cover.ox, cover.oy, n), 0.0f));
+  }
   LayerGradients grads;
   grads.inputs = {grad};
   grads.stages["argmax"] = winner;
