@@ -77,7 +77,11 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   // The output in register tiles: tileC channels x tileX columns of one row.
   // Channels round up to whole tiles (the packed weights are zero there).
   Var co("co"), ci("ci"), xo("xo"), xi("xi"), task("task");
+  // The whole width is computed even where a consumer reads less (a pool
+  // that drops the last column): a narrower region than tileX would shift
+  // the last tile to negative columns.
   out.compute_root()
+      .bound(x, 0, static_cast<int>(layer.outputShape.width()))
       .split(c, co, ci, tileC, TailStrategy::RoundUp)
       .split(x, xo, xi, knobs.tileX, TailStrategy::ShiftInwards)
       .reorder(ci, xi, xo, co, y, n)

@@ -114,6 +114,8 @@ const ForwardCase kCases[] = {
     {"4x6x5", "a: conv2d filters=4 kernel=3 pad=1\nb: relu from=input\nadd from=a,b,input activation=relu", 2},
     {"4x6x5", "a: conv2d filters=3 kernel=1\nb: maxpool kernel=3 stride=1 pad=1 from=input\nconcat from=a,b,input", 2},
     {"12", "a: dense units=5\nb: dense units=7 from=input\nconcat from=b,a", 3},
+    // a pool that reads fewer columns than the conv before it computes
+    {"1x28x28", "conv2d filters=4 kernel=3 stride=2 activation=relu\nmaxpool kernel=2\ndense units=10", 2},
 };
 
 }  // namespace
