@@ -2,8 +2,8 @@
 // against one network's generated header and library, with the link line
 // cnnc prints, plus the defines that name the network:
 //
-//   c++ -std=c++17 -O2 -I DIR -DCNNC_NET_HEADER='"NET.h"' -DCNNC_NET=NET \
-//       bench/train_bench.cpp DIR/NET.a -lpthread -ldl -lz -o train_bench
+//   c++ -std=c++17 -O2 -I DIR -DCNNC_NET_HEADER='"NET.h"' -DCNNC_NET=NET
+//       bench/train_bench.cpp DIR/NET.a -lpthread -ldl -lz -o train_bench   (one line)
 //
 //   train_bench WEIGHTS.safetensors INPUT.bin LABELS.bin N STEPPED.safetensors
 //
@@ -33,16 +33,19 @@ std::vector<T> readArray(const std::string& path, size_t count) {
   std::vector<T> values(count);
   std::ifstream in(path, std::ios::binary);
   in.read(reinterpret_cast<char*>(values.data()), static_cast<std::streamsize>(count * sizeof(T)));
-  if (!in) throw std::runtime_error("short file " + path + ": expected " + std::to_string(count) + " values");
+  if (!in)
+    throw std::runtime_error("short file " + path + ": expected " + std::to_string(count) +
+                             " values");
   return values;
 }
 
-int serve(const std::string& weights, const std::string& inputPath, const std::string& labelsPath, int n,
-          const std::string& steppedPath) {
+int serve(const std::string& weights, const std::string& inputPath, const std::string& labelsPath,
+          int n, const std::string& steppedPath) {
   CNNC_NET::Model model(/*seed=*/1);
   model.load(weights);
   const cnnc::NetworkInfo& info = model.info();
-  if (!info.train) throw std::runtime_error(std::string("network ") + info.name + " has no train settings");
+  if (!info.train)
+    throw std::runtime_error(std::string("network ") + info.name + " has no train settings");
   bool mse = std::string(info.train->loss) == "mse";
   std::vector<float> x = readArray<float>(inputPath, static_cast<size_t>(n) * info.inputSize);
   std::vector<int32_t> labels;
@@ -51,7 +54,10 @@ int serve(const std::string& weights, const std::string& inputPath, const std::s
     targets = readArray<float>(labelsPath, static_cast<size_t>(n) * info.outputSize);
   else
     labels = readArray<int32_t>(labelsPath, static_cast<size_t>(n));
-  auto step = [&] { return mse ? model.train_step(x.data(), targets.data(), n) : model.train_step(x.data(), labels.data(), n); };
+  auto step = [&] {
+    return mse ? model.train_step(x.data(), targets.data(), n)
+               : model.train_step(x.data(), labels.data(), n);
+  };
 
   float first = step();
   model.save(steppedPath);
@@ -79,7 +85,9 @@ int serve(const std::string& weights, const std::string& inputPath, const std::s
 
 int main(int argc, char** argv) {
   if (argc != 6) {
-    std::fprintf(stderr, "usage: train_bench WEIGHTS.safetensors INPUT.bin LABELS.bin N STEPPED.safetensors\n");
+    std::fprintf(
+        stderr,
+        "usage: train_bench WEIGHTS.safetensors INPUT.bin LABELS.bin N STEPPED.safetensors\n");
     return 2;
   }
   try {
