@@ -25,7 +25,6 @@ gradients; 2 for a single layer, whose input needs no gradient).
 """
 
 import os
-import pathlib
 import re
 import shlex
 import statistics
