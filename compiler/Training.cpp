@@ -118,7 +118,8 @@ LoweredTraining lowerTraining(const Network& net, const std::string& lossName) {
     Halide::RDom r(0, static_cast<int>(outShape.channels()), 0, w, 0, h, 0, batch, "loss_r");
     Expr d = diff(r.x, r.y, r.z, r.w);
     training.loss = Func("loss");
-    training.loss() = Halide::sum(d * d) / elements;
+    // Summed in double: a float sum over millions of elements drifts.
+    training.loss() = Halide::cast<float>(Halide::sum(Halide::cast<double>(d * d)) / Halide::cast<double>(elements));
     Func gradOut("loss_grad");
     gradOut(c, x, y, n) = diff(c, x, y, n) * 2.0f / elements;
     grads[last] = gradOut;
