@@ -45,7 +45,7 @@ int divisorUpTo(int64_t n, int limit) {
 // `channels` input channels x `columns` kernel columns accumulated over every
 // output position of the batch, then written out in PyTorch's layout. The
 // tile's channels and columns divide the layer's (so the tile never reads
-// past the input's channels); the filters round up to whole vectors (the
+// past the input's channels); many filters round up to whole vectors (the
 // gradient is zero beyond K). Tasks are kernel rows x tiles.
 void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGradients& grads, int vec,
                                 std::set<std::string>& done) {
@@ -53,8 +53,17 @@ void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGra
   const Halide::RDom& r = grads.reductions.at("grad_weight");
   int64_t filters = layer.intAttr("filters"), inChannels = input.channels() / layer.intAttr("groups");
   int64_t kernelWidth = layer.sizeAttr("kernel").w;
-  int lanes = vec;
-  while (lanes > 4 && lanes / 2 >= filters) lanes /= 2;
+  // Fewer filters than a vector: a vector of exactly K lanes, so that the
+  // gradient is read over its K channels only (rounding up would read
+  // through clamps, as gathers).
+  int lanes = filters < vec ? static_cast<int>(filters) : vec;
+  if (filters % lanes == 0) {
+    // Read over exactly its K channels: whole vectors, no clamped tail.
+    Func gradConv = grads.stages.at("grad_conv");
+    const auto& lv = layerVars();
+    gradConv.compute_root().bound(lv.c, 0, static_cast<int>(filters)).vectorize(lv.c, lanes).parallel(lv.n);
+    done.insert(gradConv.name());
+  }
   int accumulators = vec == 16 ? 12 : 8;  // of 32 or 16 vector registers
   int bestChannels = 1, bestColumns = 1;
   for (int columns = 1; columns <= kernelWidth; ++columns) {
