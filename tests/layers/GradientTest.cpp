@@ -36,6 +36,9 @@ constexpr double kTolerance = 1e-4;
 // of the case's largest gradient.
 constexpr double kScaleFloor = 1e-2;
 constexpr size_t kProbesPerTensor = 40;
+// Smaller tensors are probed everywhere: an unread row (a pool's window
+// leaving the last one out) must get exactly its zero gradient.
+constexpr size_t kProbeEverywhereUpTo = 800;
 
 struct GradientCase {
   const char* group;   // the TEST_CASE that runs it
@@ -73,6 +76,11 @@ const GradientCase kCases[] = {
     {"pooling", "6x28x28", "avgpool kernel=2", 1, "mse"},
     {"pooling", "5x13x11", "avgpool kernel=3 stride=2 pad=1", 2, "mse"},
     {"pooling", "3x10x9", "avgpool kernel=2x3 stride=1x2 pad=1", 2, "mse"},
+    // windows that leave the last row and column of an odd input unread
+    {"pooling", "3x7x9", "maxpool kernel=2", 2, "mse"},
+    {"pooling", "3x7x9", "avgpool kernel=2", 1, "mse"},
+    {"pooling", "2x9x11", "conv2d filters=5 kernel=3 pad=1 activation=relu\nmaxpool kernel=2", 2,
+     "mse"},
     {"pooling", "7x7x5", "global_avgpool", 3, "mse"},
     {"pooling", "5x6x4", "conv2d filters=6 kernel=3 pad=1 activation=tanh\nglobal_avgpool\nflatten",
      2, "cross_entropy"},
@@ -86,6 +94,7 @@ const GradientCase kCases[] = {
     {"dense", "300", "dense units=70", 1, "mse"},
     {"dense", "20", "dense units=9 activation=tanh\ndense units=4 activation=leaky_relu", 3, "mse"},
     {"dense", "3x4x5", "dense units=6 bias=false", 2, "mse"},
+    {"dense", "45", "dense units=33 activation=relu", 5, "mse"},
     // batchnorm in training mode: batch statistics, images and flat
     {"batchnorm", "4x9x7", "conv2d filters=6 kernel=3 bias=false\nbatchnorm\nrelu", 2, "mse"},
     {"batchnorm", "4x9x7", "batchnorm eps=1e-3 momentum=0.3", 2, "mse"},
@@ -376,8 +385,8 @@ struct TensorComparison {
   std::vector<std::string> mismatches;
 };
 
-// Central differences of the reference loss at up to kProbesPerTensor
-// coordinates of `values` (a random sample and the largest gradient).
+// Central differences of the reference loss at every coordinate of a small
+// tensor, else at kProbesPerTensor (a random sample and the largest gradient).
 TensorComparison compareWithDifferences(Problem& p, const std::string& name,
                                         std::vector<double>& values,
                                         const std::vector<int64_t>& shape,
@@ -390,7 +399,7 @@ TensorComparison compareWithDifferences(Problem& p, const std::string& name,
   size_t largest = 0;
   for (size_t i = 0; i < count; ++i)
     if (std::abs(got.data()[i]) > scale) scale = std::abs(got.data()[largest = i]);
-  if (count > kProbesPerTensor) {
+  if (count > kProbeEverywhereUpTo) {
     std::shuffle(probes.begin(), probes.end(), rng);
     probes.resize(kProbesPerTensor - 1);
     probes.push_back(largest);
