@@ -39,6 +39,8 @@ options:
   --header PATH       where to write the header (default OUT.h)
   --target T[,T...]   Halide target strings (default host)
   --schedule FILE     schedule knobs from a tuning result
+  --inference-only    leave out the training pipelines (a smaller library,
+                      compiled sooner; train_step then throws)
   -v                  log each stage with its time
 
 exit status: 0 success, 1 an error in the input, 2 an internal error (a bug).
@@ -58,6 +60,7 @@ struct Options {
   std::string target = "host";
   std::string schedule;
   std::set<std::string> emit;
+  bool inferenceOnly = false;
 };
 
 Options parseArguments(int argc, char** argv) {
@@ -82,6 +85,8 @@ Options parseArguments(int argc, char** argv) {
       options.target = value();
     } else if (arg == "--schedule") {
       options.schedule = value();
+    } else if (arg == "--inference-only") {
+      options.inferenceOnly = true;
     } else if (arg == "--emit") {
       emitGiven = true;
       std::stringstream list(value());
@@ -107,6 +112,8 @@ Options parseArguments(int argc, char** argv) {
   if (!emitGiven && !options.check) options.emit = {"lib", "header"};
   if (options.emit.count("trainer") && !options.check) options.emit.insert({"lib", "header"});
   if (options.check && !options.output.empty()) throw UsageError("check writes no files; drop -o");
+  if (options.inferenceOnly && options.emit.count("trainer"))
+    throw UsageError("--emit trainer needs the training pipelines; drop --inference-only");
   if (options.check &&
       (options.emit.size() > 1 || (options.emit.size() == 1 && !options.emit.count("ir"))))
     throw UsageError("check prints only the IR (--emit ir); compile to emit anything else");
@@ -194,6 +201,7 @@ int run(const Options& options) {
   emit.headerPath = options.header.empty() ? stem + ".h" : options.header;
   emit.emit = options.emit;
   emit.target = options.target;
+  emit.training = !options.inferenceOnly;
   emit.log = log;
   try {
     emitLibrary(*net, emit);

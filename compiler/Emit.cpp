@@ -209,7 +209,7 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     log("lower", "forward (batch 1)");
     modules.push_back(activationsModule(net, target, prefix + "_activations"));
     log("lower", "activations");
-    if (net.train) {
+    if (net.train && options.training) {
       modules.push_back(trainStepModule(net, target, prefix + "_train_step"));
       log("lower", "train step");
       modules.push_back(optimizerModule(net, target, prefix + "_optimizer_update"));
@@ -242,7 +242,7 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     }
   }
   if (options.emit.count("header")) {
-    std::string header = generateHeader(net);
+    std::string header = generateHeader(net, options.training);
     writeBytes(scratch / "header.h", header.data(), header.size());
     commit(scratch / "header.h", options.headerPath);
     log("header", options.headerPath);

@@ -19,6 +19,7 @@ struct EmitOptions {
   std::set<std::string> emit;
   std::string target = "host";
   ScheduleOverrides schedule;  // from --schedule
+  bool training = true;        // the train step and optimizer (when the .net has `train`)
   StageLog log;
 };
 
@@ -30,8 +31,9 @@ struct EmitError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The header that declares the network's Model (self-contained C++17).
-std::string generateHeader(const Network& net);
+// The header that declares the network's Model (self-contained C++17);
+// `training`: the library has the network's training pipelines.
+std::string generateHeader(const Network& net, bool training = true);
 
 // A hash of the network's architecture (its IR without comments): recorded
 // in saved weights to tell networks apart.

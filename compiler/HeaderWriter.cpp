@@ -88,7 +88,8 @@ std::string trainConfig(const Network& net, const std::string& prefix) {
 
 }  // namespace
 
-std::string generateHeader(const Network& net) {
+std::string generateHeader(const Network& net, bool training) {
+  bool trains = net.train && training;
   std::string prefix = symbolPrefix(net);
   const Shape& in = net.inputShape;
   std::string out = fmt::format(
@@ -101,7 +102,7 @@ std::string generateHeader(const Network& net) {
       "\nextern \"C\" {{\nint {0}_forward_argv(void**);\nint {0}_forward_one_argv(void**);\n"
       "int {0}_activations_argv(void**);\n{1}}}\n\n",
       prefix,
-      net.train ? fmt::format("int {0}_train_step_argv(void**);\nint {0}_optimizer_update_argv(void**);\n", prefix)
+      trains ? fmt::format("int {0}_train_step_argv(void**);\nint {0}_optimizer_update_argv(void**);\n", prefix)
                 : "");
   out += fmt::format("namespace {} {{\n\n", net.name);
   if (in.isImage())
@@ -125,7 +126,7 @@ std::string generateHeader(const Network& net) {
     out += fmt::format("    {{\"{}\", \"{}\", {}, {}}},\n", layer.name, kindName(layer.kind),
                        layer.outputShape.dims.size(), shapeList(layer.outputShape.dims, 3));
   out += "};\n\n";
-  if (net.train) out += trainConfig(net, prefix);
+  if (trains) out += trainConfig(net, prefix);
   out += fmt::format(
       "inline const cnnc::NetworkInfo kNetwork = {{\n"
       "    \"{}\", \"{}\", {}, {}, {}, {}, {},\n"
@@ -133,7 +134,7 @@ std::string generateHeader(const Network& net) {
       "    {}_forward_argv, {}_forward_one_argv, {}_activations_argv, {}}};\n\n",
       net.name, architectureHash(net), in.dims.size(), shapeList(in.dims, 3), in.elements(),
       net.outputShape().elements(), net.outputShape().dims.size(), rows.size(), net.layers.size(), prefix,
-      prefix, prefix, net.train ? "&kTrain" : "nullptr");
+      prefix, prefix, trains ? "&kTrain" : "nullptr");
   out += fmt::format(
       "// The network with its parameters. Model(seed) initializes them per the\n"
       "// .net file's init rules; load() reads PyTorch-compatible safetensors.\n"

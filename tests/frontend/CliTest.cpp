@@ -67,6 +67,7 @@ TEST_CASE("cli: usage mistakes exit with 1", "[cli]") {
   CHECK(runCnnc("--frobnicate x.net").status == 1);
   CHECK(runCnnc("check /nonexistent/x.net").status == 1);
   CHECK(runCnnc(example("lenet5.net") + " --emit bogus").status == 1);
+  CHECK(runCnnc(example("lenet5.net") + " --inference-only --emit trainer").status == 1);
 }
 
 TEST_CASE("cli: -v logs each stage", "[cli]") {
