@@ -6,6 +6,7 @@
 
 #include <HalideRuntime.h>
 
+#include "BufferCache.h"
 #include "Random.h"
 #include "Safetensors.h"
 
@@ -71,6 +72,7 @@ void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<flo
 }  // namespace
 
 ModelBase::ModelBase(const NetworkInfo& info, uint64_t seed) : info_(info) {
+  installBufferCache();
   if (info_.train) learningRate_ = info_.train->lr, dropoutSeed_ = info_.train->seed;
   params_.resize(info_.paramCount);
   for (int i = 0; i < info_.paramCount; ++i)

@@ -1,0 +1,85 @@
+#include "BufferCache.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include <HalideRuntime.h>
+
+namespace cnnc {
+
+namespace {
+
+// Halide wants its allocations aligned for the widest vectors; 128 bytes
+// also keeps two buffers off one cache line pair.
+constexpr size_t kAlignment = 128;
+// Free blocks kept at most, in bytes: beyond it they go back to the system.
+constexpr size_t kMaxCachedBytes = size_t(1) << 30;
+
+struct Header {
+  size_t size;  // the usable bytes, rounded up to kAlignment
+};
+constexpr size_t kHeaderBytes = kAlignment;  // keeps the block aligned
+
+class Cache {
+ public:
+  void* allocate(size_t bytes) {
+    size_t size = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.find(size);
+      if (it != free_.end()) {
+        void* block = it->second;
+        free_.erase(it);
+        cached_ -= size;
+        return block;
+      }
+    }
+    void* raw = std::aligned_alloc(kAlignment, size + kHeaderBytes);
+    if (!raw) return nullptr;
+    static_cast<Header*>(raw)->size = size;
+    return static_cast<char*>(raw) + kHeaderBytes;
+  }
+
+  void release(void* block) {
+    if (!block) return;
+    void* raw = static_cast<char*>(block) - kHeaderBytes;
+    size_t size = static_cast<Header*>(raw)->size;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_ + size <= kMaxCachedBytes) {
+        free_.emplace(size, block);
+        cached_ += size;
+        return;
+      }
+    }
+    std::free(raw);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;
+  size_t cached_ = 0;
+};
+
+// Never destroyed: pipelines on other threads may free into it at exit.
+Cache& cache() {
+  static Cache* instance = new Cache;
+  return *instance;
+}
+
+void* cachedMalloc(void*, size_t bytes) { return cache().allocate(bytes); }
+void cachedFree(void*, void* block) { cache().release(block); }
+
+}  // namespace
+
+void installBufferCache() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    halide_set_custom_malloc(cachedMalloc);
+    halide_set_custom_free(cachedFree);
+  });
+}
+
+}  // namespace cnnc
