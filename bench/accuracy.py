@@ -21,7 +21,9 @@ whose CSV already has every epoch is not run again unless --rerun, and
 --table-only only prints the tables from what is there.
 
 Prints markdown: one row per run (dataset, system, seed, final test
-accuracy, best epoch, mean training images/s, wall seconds), the mean and
+accuracy; for cnnc also the test accuracy PyTorch computes from the saved
+weights, accuracy_torch.py --eval-weights; best epoch, mean training
+images/s, wall seconds), the mean and
 spread (min-max) per dataset and system with the difference of the means,
 and the per-epoch test accuracy curves.
 """
@@ -79,6 +81,23 @@ def run_one(job, lock):
     with lock:
         print(f"{job['dataset']} {job['system']} seed {job['seed']}: exit {code}, {wall:.0f} s",
               file=sys.stderr, flush=True)
+
+
+def torch_evaluation(args, job):
+    """PyTorch's test accuracy (%) of the weights a cnnc run saved, cached
+    beside them; None without weights."""
+    weights = job["csv"][:-len(".csv")] + ".safetensors"
+    cache = weights + ".pytorch-eval"
+    if not os.path.exists(weights):
+        return None
+    if not os.path.exists(cache) or os.path.getmtime(cache) < os.path.getmtime(weights):
+        out = subprocess.run([PYTHON, os.path.join(HERE, "accuracy_torch.py"), "--net", args.net, "--data",
+                              job["dataset"], "--threads", "1", "--eval-weights", weights],
+                             capture_output=True, text=True, check=True).stdout
+        with open(cache, "w") as f:
+            f.write(out.rsplit("test accuracy:", 1)[1].strip().rstrip("%") + "\n")
+    with open(cache) as f:
+        return float(f.read())
 
 
 def summary_rows(results, epochs):
@@ -177,17 +196,22 @@ def main(argv):
                       if r["system"] == "pytorch" and r["ran"] and "--threads" in r["ran"]})
     print(f"{name}, {epochs} epochs; {platform.node()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}; PyTorch threads {','.join(threads) or '-'}\n")
-    print("| dataset | system | seed | final test accuracy | best (epoch) | images/s | wall s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| dataset | system | seed | final test accuracy | PyTorch on cnnc's weights | best (epoch) "
+          "| images/s | wall s |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = summary_rows(results, epochs)
     for r, s in rows:
         if s is None:
             what = "not run" if r["exit"] is None else f"no result (exit {r['exit']}, see {r['log']})"
-            print(f"| {r['dataset']} | {r['system']} | {r['seed']} | {what} | | | |")
+            print(f"| {r['dataset']} | {r['system']} | {r['seed']} | {what} | | | | |")
             continue
         note = "" if s["complete"] else f" ({len(r['metrics'])} of {epochs} epochs)"
         wall = "-" if s["wall"] != s["wall"] else f"{s['wall']:.0f}"
-        print(f"| {r['dataset']} | {r['system']} | {r['seed']} | {s['final']:.2f}%{note} | "
+        check = ""
+        if r["system"] == "cnnc" and s["complete"]:
+            accuracy = torch_evaluation(args, r)
+            check = "" if accuracy is None else f"{accuracy:.2f}%"
+        print(f"| {r['dataset']} | {r['system']} | {r['seed']} | {s['final']:.2f}%{note} | {check} | "
               f"{s['best']:.2f}% ({s['best_epoch']}) | {fmt_rate(s['rate'])} | {wall} |")
 
     print("\n| dataset | system | runs | mean final test accuracy | min-max |")

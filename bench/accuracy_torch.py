@@ -20,6 +20,10 @@ train_accuracy, test_loss, test_accuracy, images_per_second, seconds); the
 train columns are the means over the epoch's batches as they were trained,
 images_per_second counts the training only, seconds include the evaluation.
 Each epoch prints one line; the last line is `test accuracy: P%`.
+
+--eval-weights W.safetensors trains nothing: it loads the weights (PyTorch's
+names and layouts, as cnnc's trainer saves them) and prints the test set's
+loss and accuracy as PyTorch computes them, a check on the trainer's own.
 """
 
 import argparse
@@ -102,6 +106,8 @@ def main(argv):
     parser.add_argument("--epochs", type=int, default=None, help="default: the .net file's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log", default=None, help="metrics CSV, one row per epoch")
+    parser.add_argument("--eval-weights", metavar="W.safetensors", default=None,
+                        help="only evaluate these weights (e.g. cnnc's trainer's --save) on the test set")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -116,6 +122,15 @@ def main(argv):
     directory = dataset_dir(args.data)
     train_x, train_y = load_split(directory, "train", net.input)
     test_x, test_y = load_split(directory, "t10k", net.input)
+
+    if args.eval_weights:
+        import safetensors_io
+        model = netfile.build_model(net)
+        tensors = {k: torch.tensor(v) for k, v in safetensors_io.read(args.eval_weights)[0].items()}
+        model.load_state_dict(tensors, strict=True)
+        test_loss, test_accuracy = evaluate(model, test_x, test_y)
+        print(f"{args.eval_weights}: test loss {test_loss:.4f}, test accuracy: {100 * test_accuracy:.2f}%")
+        return 0
 
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
