@@ -7,6 +7,13 @@
 
 #include <HalideRuntime.h>
 
+// Weak: the Halide runtime in a generated library defines them; a program
+// without one (the runtime's own tests) keeps the default allocator.
+extern "C" {
+halide_malloc_t halide_set_custom_malloc(halide_malloc_t) __attribute__((weak));
+halide_free_t halide_set_custom_free(halide_free_t) __attribute__((weak));
+}
+
 namespace cnnc {
 
 namespace {
@@ -77,6 +84,7 @@ void cachedFree(void*, void* block) { cache().release(block); }
 void installBufferCache() {
   static std::once_flag once;
   std::call_once(once, [] {
+    if (!halide_set_custom_malloc || !halide_set_custom_free) return;
     halide_set_custom_malloc(cachedMalloc);
     halide_set_custom_free(cachedFree);
   });
