@@ -24,6 +24,7 @@ import pathlib
 import re
 import resource
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -235,7 +236,8 @@ def check_network(cnnc, net_path, work):
                           str(work / "targets.bin"), str(batch), str(STEPS), str(work / "losses.bin"),
                           str(work / "saved.safetensors")], capture_output=True, text=True)
     if ran.returncode != 0:
-        outcome.problems.append(f"app failed ({ran.returncode}): {ran.stderr.strip()[:2000]}")
+        how = signal.Signals(-ran.returncode).name if ran.returncode < 0 else f"exit {ran.returncode}"
+        outcome.problems.append(f"app failed ({how}): {ran.stderr.strip()[:2000]}")
         return outcome
 
     want_losses, want_state = reference_training(net, weights, inputs, targets)
