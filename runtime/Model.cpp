@@ -80,16 +80,14 @@ ModelBase::ModelBase(const NetworkInfo& info, uint64_t seed) : info_(info) {
   initialize(seed);
 }
 
-// The train step's buffers and argument list, built at the first step of a
-// batch size and kept for the next steps of that size (an epoch's full
-// batches and its last partial one): a step allocates nothing.
+// The train step's buffers and argument list, built at the first step for a
+// batch size and reused while it stays the same: a step allocates nothing.
 struct ModelBase::TrainBuffers {
   int batch = 0;
   std::vector<std::unique_ptr<HostBuffer>> buffers;
   std::vector<void*> arguments;
   HostBuffer* input = nullptr;
   HostBuffer* labels = nullptr;
-  HostBuffer* output = nullptr;
   std::vector<HostBuffer*> params, outputs;
   uint32_t dropoutSeed = 0;
   float loss = 0;
@@ -256,8 +254,8 @@ std::vector<int64_t> ModelBase::activationShape(const std::string& layer) const 
 const TrainConfig& ModelBase::trainConfig() const {
   if (!info_.train)
     throw Error("network '" + std::string(info_.name) +
-                "' has no training settings: its .net file needs a `train loss=...` line (and cnnc "
-                "must run without --inference-only)");
+                "' was compiled without training: its .net file needs a `train loss=...` line, and cnnc "
+                "must run without --inference-only");
   return *info_.train;
 }
 
@@ -306,15 +304,11 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
   bool adam = std::string(config.optimizer) == "adam";
   const LayerInfo& last = info_.layers[info_.layerCount - 1];
 
-  // Kept for a few batch sizes; more are rebuilt as needed.
-  constexpr size_t kKeptBatchSizes = 4;
-  auto found = std::find_if(trainBuffers_.begin(), trainBuffers_.end(),
-                            [&](const std::unique_ptr<TrainBuffers>& b) { return b->batch == n; });
-  trainOutputs_.resize(static_cast<size_t>(n) * info_.outputSize);
-  if (found == trainBuffers_.end()) {
+  if (!trainBuffers_ || trainBuffers_->batch != n) {
     optimizerState();  // the slots, zero at first
     stepOutputs_.resize(info_.paramCount);
     for (int i = 0; i < info_.paramCount; ++i) stepOutputs_[i].resize(params_[i].size());
+    trainOutputs_.resize(static_cast<size_t>(n) * info_.outputSize);
 
     auto b = std::make_unique<TrainBuffers>();
     b->batch = n;
@@ -333,7 +327,7 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
     b->arguments.push_back(b->lossBuffer->get());
     for (int i = 0; i < info_.paramCount; ++i)
       b->outputs.push_back(add(stepOutputs_[i].data(), reversed(info_.params[i].shape, info_.params[i].rank)));
-    b->output = add(trainOutputs_.data(), batchDims(last.rank, last.shape, n));
+    add(trainOutputs_.data(), batchDims(last.rank, last.shape, n));
 
     b->updates.resize(info_.paramCount);
     for (int i = 0; i < info_.paramCount; ++i) {
@@ -358,23 +352,18 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
       u.arguments.push_back(u.views[2]->get());
       if (adam) u.arguments.push_back(u.views[3]->get());
     }
-    if (trainBuffers_.size() == kKeptBatchSizes) trainBuffers_.erase(trainBuffers_.begin());
-    trainBuffers_.push_back(std::move(b));
-    found = trainBuffers_.end() - 1;
+    trainBuffers_ = std::move(b);
   }
-  TrainBuffers& b = **found;
-  // Parameters, optimizer state and batchnorm statistics may have moved
-  // (load, loadCheckpoint, the swaps below, another batch size's step).
+  TrainBuffers& b = *trainBuffers_;
+  // Parameters and optimizer state may have been replaced (load,
+  // loadCheckpoint) since the last step.
   b.input->setHost(x);
   b.labels->setHost(labelsOrTargets);
-  b.output->setHost(trainOutputs_.data());
   for (int i = 0; i < info_.paramCount; ++i) {
     b.params[i]->setHost(params_[i].data());
-    b.outputs[i]->setHost(stepOutputs_[i].data());
     if (!info_.params[i].trainable) continue;
     std::vector<std::unique_ptr<HostBuffer>>& views = b.updates[i].views;
     views[0]->setHost(params_[i].data());
-    views[1]->setHost(stepOutputs_[i].data());
     views[2]->setHost(slots_[0][i].data());
     if (adam) views[3]->setHost(slots_[1][i].data());
   }

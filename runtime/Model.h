@@ -185,8 +185,8 @@ class ModelBase {
   std::vector<std::vector<float>> stepOutputs_;
   std::vector<std::vector<float>> slots_[2];
   std::vector<float> trainOutputs_;
-  struct TrainBuffers;  // a step's halide buffers, kept per batch size
-  std::vector<std::unique_ptr<TrainBuffers>> trainBuffers_;
+  struct TrainBuffers;  // the step's halide buffers, kept between steps
+  std::unique_ptr<TrainBuffers> trainBuffers_;
 };
 
 }  // namespace cnnc
