@@ -254,8 +254,8 @@ std::vector<int64_t> ModelBase::activationShape(const std::string& layer) const 
 const TrainConfig& ModelBase::trainConfig() const {
   if (!info_.train)
     throw Error("network '" + std::string(info_.name) +
-                "' was compiled without training: its .net file needs a `train loss=...` line, and cnnc "
-                "must run without --inference-only");
+                "' has no training settings: its .net file needs a `train loss=...` line (and cnnc "
+                "must run without --inference-only)");
   return *info_.train;
 }
 
