@@ -24,6 +24,9 @@ extern "C" const char cnnc_runtime_objects_end[];
 
 namespace fs = std::filesystem;
 
+// runtime/Model.h's VectorAlignedAllocator::kAlignment.
+constexpr int kGradientAlignment = 128;
+
 namespace {
 
 // A scratch directory beside the output (so that renames stay on one file
@@ -146,8 +149,13 @@ Halide::Module trainStepModule(const Network& net, const Halide::Target& target,
   pinLayout(outputs.back().output_buffer(), net.outputShape());
   for (size_t p = 0; p < training.network.params.size(); ++p) {
     const Halide::ImageParam& param = training.network.params[p];
+    Halide::OutputImageParam gradient = outputs[p + 1].output_buffer();
     for (int d = 0; d < param.dimensions(); ++d)
-      outputs[p + 1].output_buffer().dim(d).set_bounds(param.dim(d).min(), param.dim(d).extent());
+      gradient.dim(d).set_bounds(param.dim(d).min(), param.dim(d).extent());
+    // The pipeline reads these back with aligned vector loads (as it would
+    // its own allocations); the runtime allocates them so, and a caller that
+    // does not gets an error rather than a fault.
+    gradient.set_host_alignment(kGradientAlignment);
   }
   return Halide::Pipeline(outputs).compile_to_module(trainStepArguments(training), name, target);
 }

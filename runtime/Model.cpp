@@ -80,14 +80,16 @@ ModelBase::ModelBase(const NetworkInfo& info, uint64_t seed) : info_(info) {
   initialize(seed);
 }
 
-// The train step's buffers and argument list, built at the first step for a
-// batch size and reused while it stays the same: a step allocates nothing.
+// The train step's buffers and argument list, built at the first step of a
+// batch size and kept for the next steps of that size (an epoch's full
+// batches and its last partial one): a step allocates nothing.
 struct ModelBase::TrainBuffers {
   int batch = 0;
   std::vector<std::unique_ptr<HostBuffer>> buffers;
   std::vector<void*> arguments;
   HostBuffer* input = nullptr;
   HostBuffer* labels = nullptr;
+  HostBuffer* output = nullptr;
   std::vector<HostBuffer*> params, outputs;
   uint32_t dropoutSeed = 0;
   float loss = 0;
@@ -304,11 +306,15 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
   bool adam = std::string(config.optimizer) == "adam";
   const LayerInfo& last = info_.layers[info_.layerCount - 1];
 
-  if (!trainBuffers_ || trainBuffers_->batch != n) {
+  // Kept for a few batch sizes; more are rebuilt as needed.
+  constexpr size_t kKeptBatchSizes = 4;
+  auto found = std::find_if(trainBuffers_.begin(), trainBuffers_.end(),
+                            [&](const std::unique_ptr<TrainBuffers>& b) { return b->batch == n; });
+  trainOutputs_.resize(static_cast<size_t>(n) * info_.outputSize);
+  if (found == trainBuffers_.end()) {
     optimizerState();  // the slots, zero at first
     stepOutputs_.resize(info_.paramCount);
     for (int i = 0; i < info_.paramCount; ++i) stepOutputs_[i].resize(params_[i].size());
-    trainOutputs_.resize(static_cast<size_t>(n) * info_.outputSize);
 
     auto b = std::make_unique<TrainBuffers>();
     b->batch = n;
@@ -327,14 +333,14 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
     b->arguments.push_back(b->lossBuffer->get());
     for (int i = 0; i < info_.paramCount; ++i)
       b->outputs.push_back(add(stepOutputs_[i].data(), reversed(info_.params[i].shape, info_.params[i].rank)));
-    add(trainOutputs_.data(), batchDims(last.rank, last.shape, n));
+    b->output = add(trainOutputs_.data(), batchDims(last.rank, last.shape, n));
 
     b->updates.resize(info_.paramCount);
     for (int i = 0; i < info_.paramCount; ++i) {
       if (!info_.params[i].trainable) continue;
       TrainBuffers::Update& u = b->updates[i];
       int64_t count = static_cast<int64_t>(params_[i].size());
-      auto view = [&](std::vector<float>& data) {
+      auto view = [&](auto& data) {
         u.views.push_back(std::make_unique<HostBuffer>(data.data(), std::vector<int64_t>{count}));
         u.arguments.push_back(u.views.back()->get());
       };
@@ -352,13 +358,17 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
       u.arguments.push_back(u.views[2]->get());
       if (adam) u.arguments.push_back(u.views[3]->get());
     }
-    trainBuffers_ = std::move(b);
+    if (trainBuffers_.size() == kKeptBatchSizes) trainBuffers_.erase(trainBuffers_.begin());
+    trainBuffers_.push_back(std::move(b));
+    found = trainBuffers_.end() - 1;
   }
-  TrainBuffers& b = *trainBuffers_;
+  TrainBuffers& b = **found;
   // Parameters and optimizer state may have been replaced (load,
-  // loadCheckpoint) since the last step.
+  // loadCheckpoint) since the last step, and the outputs resized by another
+  // batch size's step.
   b.input->setHost(x);
   b.labels->setHost(labelsOrTargets);
+  b.output->setHost(trainOutputs_.data());
   for (int i = 0; i < info_.paramCount; ++i) {
     b.params[i]->setHost(params_[i].data());
     if (!info_.params[i].trainable) continue;
@@ -388,9 +398,8 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
   b.correction2 = static_cast<float>(1.0 - std::pow(config.beta2, static_cast<double>(steps_)));
   for (int i = 0; i < info_.paramCount; ++i) {
     if (!info_.params[i].trainable) {
-      std::swap(params_[i], stepOutputs_[i]);  // the batchnorm's new running statistic
-      b.params[i]->setHost(params_[i].data());
-      b.outputs[i]->setHost(stepOutputs_[i].data());
+      // The batchnorm's new running statistic.
+      std::copy(stepOutputs_[i].begin(), stepOutputs_[i].end(), params_[i].begin());
       continue;
     }
     status = config.optimizerUpdate(b.updates[i].arguments.data());

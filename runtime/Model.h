@@ -6,8 +6,10 @@
 #ifndef CNNC_RUNTIME_MODEL_H
 #define CNNC_RUNTIME_MODEL_H
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
+#include <new>
 #include <memory>
 #include <string>
 #include <vector>
@@ -84,6 +86,28 @@ struct NetworkInfo {
   PipelineEntry activations;  // every layer's output, for inspection
   const TrainConfig* train;   // null when the .net file has no `train`
 };
+
+// Storage that a pipeline writes and then reads back (a gradient it
+// accumulates): Halide loads such a buffer with aligned vector instructions,
+// as if it were one of its own allocations, so it must start on a vector
+// boundary. 128 bytes covers every x86 vector width.
+template <typename T>
+struct VectorAlignedAllocator {
+  using value_type = T;
+  static constexpr std::size_t kAlignment = 128;
+  VectorAlignedAllocator() = default;
+  template <typename U>
+  VectorAlignedAllocator(const VectorAlignedAllocator<U>&) {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlignment)));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(kAlignment)); }
+  template <typename U>
+  bool operator==(const VectorAlignedAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const VectorAlignedAllocator<U>&) const { return false; }
+};
+using AlignedFloats = std::vector<float, VectorAlignedAllocator<float>>;
 
 // A named tensor of the optimizer's state, for checkpoints:
 // "optimizer.conv1.weight.momentum_buffer", ".exp_avg", ".exp_avg_sq".
@@ -182,11 +206,11 @@ class ModelBase {
   // Per parameter: the train step's output for it (a gradient, or a new
   // batchnorm running statistic), and the optimizer's slots (SGD: velocity;
   // Adam: exp_avg, exp_avg_sq), allocated at the first step.
-  std::vector<std::vector<float>> stepOutputs_;
+  std::vector<AlignedFloats> stepOutputs_;
   std::vector<std::vector<float>> slots_[2];
   std::vector<float> trainOutputs_;
   struct TrainBuffers;  // the step's halide buffers, kept between steps
-  std::unique_ptr<TrainBuffers> trainBuffers_;
+  std::vector<std::unique_ptr<TrainBuffers>> trainBuffers_;
 };
 
 }  // namespace cnnc

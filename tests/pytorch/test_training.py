@@ -58,6 +58,34 @@ pool1: maxpool kernel=2
 fc1:   dense units=5
 train loss=mse optimizer=sgd lr=0.05 momentum=0.9 nesterov=true weight_decay=0.01 batch=4 seed=1
 """,
+    # ResNet-18's layer kinds at a small size: a 7x7 stride-2 stem, a padded
+    # stride-2 maxpool, basic blocks with batchnorm and shortcuts (identity and
+    # a stride-2 1x1 projection), global average pooling.
+    "tiny_resnet": """
+network tiny_resnet
+input 3x19x19
+conv1: conv2d filters=8 kernel=7 stride=2 pad=3 bias=false
+bn1:   batchnorm
+relu1: relu
+pool1: maxpool kernel=3 stride=2 pad=1
+b1_conv1: conv2d filters=8 kernel=3 pad=1 bias=false
+b1_bn1:   batchnorm
+b1_relu:  relu
+b1_conv2: conv2d filters=8 kernel=3 pad=1 bias=false
+b1_bn2:   batchnorm
+b1_out:   add from=b1_bn2,pool1 activation=relu
+b2_conv1: conv2d filters=16 kernel=3 stride=2 pad=1 bias=false
+b2_bn1:   batchnorm
+b2_relu:  relu
+b2_conv2: conv2d filters=16 kernel=3 pad=1 bias=false
+b2_bn2:   batchnorm
+b2_down:  conv2d filters=16 kernel=1 stride=2 bias=false from=b1_out
+b2_downbn: batchnorm
+b2_out:   add from=b2_bn2,b2_downbn activation=relu
+gap: global_avgpool
+fc: dense units=10
+train loss=cross_entropy optimizer=sgd lr=0.1 momentum=0.9 weight_decay=0.0001 batch=4 seed=1
+""",
     # Adam with weight decay and non-default betas/eps; batchnorm on a flat
     # input with non-default eps and momentum; cross_entropy through a softmax.
     "tiny_adam_batchnorm": """
