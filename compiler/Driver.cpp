@@ -37,7 +37,9 @@ options:
                       `trainer` (implies lib,header) also builds the program
                       OUT (train, eval, predict; OUT --help) with $CXX or c++
   --header PATH       where to write the header (default OUT.h)
-  --target T[,T...]   Halide target strings (default host)
+  --target T[,T...]   Halide target strings (default host); several build one
+                      library that runs, per pipeline, the first target the
+                      CPU supports (the last one is the unchecked fallback)
   --schedule FILE     schedule knobs from a tuning result
   --inference-only    leave out the training pipelines (a smaller library,
                       compiled sooner; train_step then throws)

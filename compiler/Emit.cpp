@@ -1,5 +1,6 @@
 #include "Emit.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 
 #include <Halide.h>
 
+#include "ChildProcesses.h"
 #include "Diagnostics.h"
 #include "Lowering.h"
 #include "NetworkSchedule.h"
@@ -197,54 +199,182 @@ Halide::Module optimizerModule(const Network& net, const Halide::Target& target,
   return Halide::Pipeline(update).compile_to_module(args, name, target);
 }
 
+// One pipeline of the library: its C name and how to build it for a target.
+struct PipelineJob {
+  std::string description;  // for the log: "forward (batch N)"
+  std::string function;     // the C symbol
+  Halide::ModuleFactory build;
+};
+
+std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& options) {
+  std::string prefix = symbolPrefix(net);
+  const ScheduleOverrides* overrides = &options.schedule;
+  std::vector<PipelineJob> jobs;
+  // The largest first, so that the parallel compiles finish together.
+  if (net.train && options.training)
+    jobs.push_back({"train step", prefix + "_train_step", [&net](const std::string& name, const Halide::Target& t) {
+                      return trainStepModule(net, t, name);
+                    }});
+  jobs.push_back({"forward (batch N)", prefix + "_forward",
+                  [&net, overrides](const std::string& name, const Halide::Target& t) {
+                    return forwardModule(net, t, false, *overrides, name);
+                  }});
+  jobs.push_back({"forward (batch 1)", prefix + "_forward_one",
+                  [&net, overrides](const std::string& name, const Halide::Target& t) {
+                    return forwardModule(net, t, true, *overrides, name);
+                  }});
+  jobs.push_back({"activations", prefix + "_activations", [&net](const std::string& name, const Halide::Target& t) {
+                    return activationsModule(net, t, name);
+                  }});
+  if (net.train && options.training)
+    jobs.push_back({"optimizer update", prefix + "_optimizer_update",
+                    [&net](const std::string& name, const Halide::Target& t) {
+                      return optimizerModule(net, t, name);
+                    }});
+  return jobs;
+}
+
+// A name for a target's variant of a pipeline: its features ("avx2_fma").
+std::string variantSuffix(const Halide::Target& target) {
+  std::string text = target.without_feature(Halide::Target::NoRuntime).to_string();
+  Halide::Target bare(target.os, target.arch, target.bits);
+  std::string base = bare.to_string();
+  std::string features = text.size() > base.size() ? text.substr(base.size() + 1) : "baseline";
+  for (char& c : features)
+    if (c == '-') c = '_';
+  return features;
+}
+
+// The Halide runtime for several targets: only the features all of them
+// have, as it runs whichever variant is chosen.
+Halide::Target commonRuntimeTarget(const std::vector<Halide::Target>& targets) {
+  Halide::Target common(targets[0].os, targets[0].arch, targets[0].bits);
+  for (int f = 0; f < Halide::Target::FeatureEnd; ++f) {
+    auto feature = static_cast<Halide::Target::Feature>(f);
+    bool everywhere = true;
+    for (const Halide::Target& t : targets) everywhere = everywhere && t.has_feature(feature);
+    if (everywhere) common.set_feature(feature);
+  }
+  return common;
+}
+
+// Files in `directory` with the extension, in name order.
+std::vector<fs::path> filesWithExtension(const fs::path& directory, const std::string& extension) {
+  std::vector<fs::path> found;
+  for (const auto& entry : fs::directory_iterator(directory))
+    if (entry.path().extension() == extension) found.push_back(entry.path());
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
+void concatenate(const std::vector<fs::path>& parts, const fs::path& to) {
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  for (const fs::path& part : parts) {
+    std::ifstream in(part, std::ios::binary);
+    out << in.rdbuf();
+  }
+  out.flush();
+  if (!out) throw EmitError(fmt::format("cannot write '{}'", to.string()));
+}
+
 }  // namespace
+
+std::vector<Halide::Target> parseTargets(const std::string& text) {
+  std::vector<Halide::Target> targets;
+  size_t begin = 0;
+  while (true) {
+    size_t comma = text.find(',', begin);
+    std::string one = text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    if (one.empty()) throw EmitError(fmt::format("invalid --target '{}': an empty target in the list", text));
+    targets.push_back(parseTarget(one));
+    if (comma == std::string::npos) break;
+    begin = comma + 1;
+  }
+  for (const Halide::Target& t : targets) {
+    if (t.os != targets[0].os || t.arch != targets[0].arch || t.bits != targets[0].bits)
+      throw EmitError(fmt::format(
+          "invalid --target '{}': the targets of one library must share architecture, bits and OS ({} and {})",
+          text, Halide::Target(targets[0].os, targets[0].arch, targets[0].bits).to_string(),
+          Halide::Target(t.os, t.arch, t.bits).to_string()));
+  }
+  return targets;
+}
 
 void emitLibrary(const Network& net, const EmitOptions& options) {
   auto log = [&](const std::string& stage, const std::string& detail) {
     if (options.log) options.log(stage, detail);
   };
-  Halide::Target target = parseTarget(options.target);
+  std::vector<Halide::Target> targets = parseTargets(options.target);
   fs::path library = options.libraryPath;
   ScratchDirectory scratch(library);
-  std::string prefix = symbolPrefix(net);
 
   bool wantLibrary = options.emit.count("lib") || options.emit.count("stmt") || options.emit.count("assembly");
   if (wantLibrary) {
-    std::vector<Halide::Module> modules;
-    modules.push_back(forwardModule(net, target, false, options.schedule, prefix + "_forward"));
-    log("lower", "forward (batch N)");
-    modules.push_back(forwardModule(net, target, true, options.schedule, prefix + "_forward_one"));
-    log("lower", "forward (batch 1)");
-    modules.push_back(activationsModule(net, target, prefix + "_activations"));
-    log("lower", "activations");
-    if (net.train && options.training) {
-      modules.push_back(trainStepModule(net, target, prefix + "_train_step"));
-      log("lower", "train step");
-      modules.push_back(optimizerModule(net, target, prefix + "_optimizer_update"));
-      log("lower", "optimizer update");
+    // Each pipeline is lowered and compiled in a process of its own, into a
+    // folder of its own: with several targets, Halide's compile_multitarget
+    // writes a variant per target and a wrapper that picks the first whose
+    // features the CPU has (the last target is the fallback, unchecked).
+    std::vector<PipelineJob> jobs = pipelineJobs(net, options);
+    std::vector<ChildJob> children;
+    std::vector<fs::path> folders;
+    for (size_t j = 0; j < jobs.size(); ++j) {
+      folders.push_back(scratch / fmt::format("pipeline{}", j));
+      fs::create_directory(folders.back());
+      std::map<Halide::OutputFileType, std::string> outputs = {
+          {Halide::OutputFileType::object, (folders.back() / "pipeline.o").string()}};
+      if (options.emit.count("stmt"))
+        outputs[Halide::OutputFileType::stmt] = (folders.back() / "pipeline.stmt").string();
+      if (options.emit.count("assembly"))
+        outputs[Halide::OutputFileType::assembly] = (folders.back() / "pipeline.s").string();
+      const PipelineJob& job = jobs[j];
+      children.push_back({job.description, [&job, outputs, &targets] {
+                            if (targets.size() == 1) {
+                              job.build(job.function, targets[0]).compile(outputs);
+                              return;
+                            }
+                            std::vector<std::string> suffixes;
+                            for (const Halide::Target& t : targets) suffixes.push_back(variantSuffix(t));
+                            Halide::compile_multitarget(job.function, outputs, targets, suffixes, job.build);
+                          }});
     }
-    Halide::Module linked = Halide::link_modules(prefix, modules);
+    std::string targetNames;
+    for (const Halide::Target& t : targets) targetNames += (targetNames.empty() ? "" : ", ") + t.to_string();
+    runChildJobs(children, availableCores(), [&](const std::string& description, double seconds) {
+      log("compile", fmt::format("{} for {} in {:.1f} s", description, targetNames, seconds));
+    });
 
-    std::map<Halide::OutputFileType, std::string> outputs = {
-        {Halide::OutputFileType::object, (scratch / "pipelines.o").string()}};
+    // create_static_library takes its objects from one folder.
+    std::vector<std::string> objects;
+    std::vector<fs::path> stmts, assemblies;
+    for (size_t j = 0; j < folders.size(); ++j) {
+      const fs::path& folder = folders[j];
+      for (const fs::path& object : filesWithExtension(folder, ".o")) {
+        fs::path flat = scratch / fmt::format("{}_{}", j, object.filename().string());
+        fs::rename(object, flat);
+        objects.push_back(flat.string());
+      }
+      for (const fs::path& stmt : filesWithExtension(folder, ".stmt")) stmts.push_back(stmt);
+      for (const fs::path& assembly : filesWithExtension(folder, ".s")) assemblies.push_back(assembly);
+    }
     fs::path stem = library;
     stem.replace_extension();
-    if (options.emit.count("stmt")) outputs[Halide::OutputFileType::stmt] = (scratch / "pipelines.stmt").string();
-    if (options.emit.count("assembly"))
-      outputs[Halide::OutputFileType::assembly] = (scratch / "pipelines.s").string();
-    linked.compile(outputs);
-    log("compile", fmt::format("pipelines for {}", target.to_string()));
-
-    if (options.emit.count("stmt")) commit(scratch / "pipelines.stmt", stem.string() + ".stmt");
-    if (options.emit.count("assembly")) commit(scratch / "pipelines.s", stem.string() + ".s");
+    if (options.emit.count("stmt")) {
+      concatenate(stmts, scratch / "pipelines.stmt");
+      commit(scratch / "pipelines.stmt", stem.string() + ".stmt");
+    }
+    if (options.emit.count("assembly")) {
+      concatenate(assemblies, scratch / "pipelines.s");
+      commit(scratch / "pipelines.s", stem.string() + ".s");
+    }
 
     if (options.emit.count("lib")) {
-      Halide::compile_standalone_runtime((scratch / "halide_runtime.o").string(), target);
+      Halide::Target runtimeTarget = targets.size() == 1 ? targets[0] : commonRuntimeTarget(targets);
+      Halide::compile_standalone_runtime((scratch / "halide_runtime.o").string(), runtimeTarget);
       writeBytes(scratch / "cnnc_runtime.o", cnnc_runtime_objects_begin,
                  static_cast<size_t>(cnnc_runtime_objects_end - cnnc_runtime_objects_begin));
-      Halide::create_static_library({(scratch / "pipelines.o").string(), (scratch / "halide_runtime.o").string(),
-                                     (scratch / "cnnc_runtime.o").string()},
-                                    target, (scratch / "library.a").string());
+      objects.push_back((scratch / "halide_runtime.o").string());
+      objects.push_back((scratch / "cnnc_runtime.o").string());
+      Halide::create_static_library(objects, runtimeTarget, (scratch / "library.a").string());
       commit(scratch / "library.a", library);
       log("archive", library.string());
     }

@@ -6,6 +6,9 @@
 
 #include <set>
 #include <string>
+#include <vector>
+
+#include <Halide.h>
 
 #include "Frontend.h"
 #include "IR.h"
@@ -30,6 +33,10 @@ void emitLibrary(const Network& net, const EmitOptions& options);
 struct EmitError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// The --target list: comma-separated Halide target strings (or `host`), all
+// of one architecture, bits and OS; throws EmitError naming a bad one.
+std::vector<Halide::Target> parseTargets(const std::string& text);
 
 // The header that declares the network's Model (self-contained C++17);
 // `training`: the library has the network's training pipelines.
