@@ -36,9 +36,9 @@ class Cache {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = free_.find(size);
-      if (it != free_.end()) {
-        void* block = it->second;
-        free_.erase(it);
+      if (it != free_.end() && it->second) {
+        FreeBlock* block = it->second;
+        it->second = block->next;
         cached_ -= size;
         return block;
       }
@@ -56,7 +56,12 @@ class Cache {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (cached_ + size <= kMaxCachedBytes) {
-        free_.emplace(size, block);
+        // A size's list head stays in the map once made, so that keeping a
+        // block allocates nothing after the first time.
+        FreeBlock*& head = free_[size];
+        auto* freed = static_cast<FreeBlock*>(block);
+        freed->next = head;
+        head = freed;
         cached_ += size;
         return;
       }
@@ -65,8 +70,12 @@ class Cache {
   }
 
  private:
+  // A kept block's first bytes link it to the next one of its size.
+  struct FreeBlock {
+    FreeBlock* next;
+  };
   std::mutex mutex_;
-  std::multimap<size_t, void*> free_;
+  std::map<size_t, FreeBlock*> free_;  // by size: a list of kept blocks (maybe empty)
   size_t cached_ = 0;
 };
 

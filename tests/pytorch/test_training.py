@@ -9,7 +9,9 @@ SGD nesterov and weight decay; Adam with weight decay and batchnorm on a flat
 input): cnnc compiles the network; an app built with exactly the link line cnnc
 prints loads weights that PyTorch wrote (random, with spread, batchnorm
 statistics included), takes three train_step()s on random batches with random
-labels (or targets), writes the three losses and save()s the weights. PyTorch
+labels (or targets), writes the three losses and save()s the weights; it
+also counts every allocation in the process (malloc interposed), and the
+steps after the first, and those after a partial batch, must make none. PyTorch
 takes the same three steps from the same weights with torch.optim configured
 from the .net file's `train` settings, in float64 so that the reference is
 exact to far below the tolerance. The losses and every tensor after the steps
@@ -101,11 +103,27 @@ train loss=cross_entropy optimizer=adam lr=0.01 beta1=0.8 beta2=0.99 eps=1e-6 we
 }
 
 APP = r"""
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <vector>
 #include "NET.h"
+
+// Every allocation in the process, counted: train_step must allocate
+// nothing after its first call for a batch size.
+extern "C" void* __libc_malloc(size_t);
+extern "C" void* __libc_calloc(size_t, size_t);
+extern "C" void* __libc_memalign(size_t, size_t);
+static std::atomic<long> allocations{0};
+extern "C" void* malloc(size_t n) { ++allocations; return __libc_malloc(n); }
+extern "C" void* calloc(size_t k, size_t n) { ++allocations; return __libc_calloc(k, n); }
+extern "C" void* aligned_alloc(size_t a, size_t n) { ++allocations; return __libc_memalign(a, n); }
+extern "C" int posix_memalign(void** p, size_t a, size_t n) {
+  ++allocations;
+  *p = __libc_memalign(a, n);
+  return *p ? 0 : 12;
+}
 
 template <typename T>
 static std::vector<T> readAll(const char* path, size_t n) {
@@ -128,14 +146,31 @@ int main(int argc, char** argv) {
     NET::Model model(7);
     model.load(argv[1]);
     std::vector<float> losses;
-    for (int step = 0; step < steps; ++step)
+    losses.reserve(steps);
+    long before = 0;
+    for (int step = 0; step < steps; ++step) {
+      if (step == 1) before = allocations;
       losses.push_back(model.train_step(x.data() + step * n * inputSize, targets.data() + step * n * targetSize, n));
+    }
+    long steady = allocations - before;
     if (model.optimizerSteps() != steps) {
       std::fprintf(stderr, "optimizerSteps() is %lld after %d steps\n", (long long)model.optimizerSteps(), steps);
       return 4;
     }
     std::ofstream(argv[6], std::ios::binary).write(reinterpret_cast<char*>(losses.data()), losses.size() * sizeof(float));
     model.save(argv[7]);
+    // An epoch's partial last batch, then full batches again (the weights
+    // compared above are saved already).
+    long partial = 0;
+    if (n > 1) {
+      model.train_step(x.data(), targets.data(), n - 1);
+      before = allocations;
+      model.train_step(x.data(), targets.data(), n);
+      model.train_step(x.data(), targets.data(), n - 1);
+      model.train_step(x.data(), targets.data(), n);
+      partial = allocations - before;
+    }
+    std::printf("allocations in later steps: %ld, after a partial batch: %ld\n", steady, partial);
   } catch (const cnnc::Error& e) {
     std::fprintf(stderr, "cnnc::Error: %s\n", e.what());
     return 1;
@@ -267,6 +302,10 @@ def check_network(cnnc, net_path, work):
         how = signal.Signals(-ran.returncode).name if ran.returncode < 0 else f"exit {ran.returncode}"
         outcome.problems.append(f"app failed ({how}): {ran.stderr.strip()[:2000]}")
         return outcome
+
+    counted = re.search(r"allocations in later steps: (\d+), after a partial batch: (\d+)", ran.stdout)
+    if not counted or counted.group(1) != "0" or counted.group(2) != "0":
+        outcome.problems.append(f"train_step allocated after its first call: {ran.stdout.strip()}")
 
     want_losses, want_state = reference_training(net, weights, inputs, targets)
     got_losses = np.fromfile(work / "losses.bin", dtype="<f4").astype(np.float64)
