@@ -11,8 +11,6 @@ relative, and the saved weights must be the ones loaded, bit for bit.
 """
 
 import pathlib
-import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -20,6 +18,7 @@ import tempfile
 import numpy as np
 import torch
 
+import linkline
 import netfile
 import safetensors_io
 
@@ -81,34 +80,36 @@ def randomize(model, generator):
                 tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
 
 
-def check_network(cnnc, path, work):
-    net = netfile.load(path)
+def reference_case(net, seed, batch, work):
+    """Random weights and inputs written to work/weights.safetensors and
+    work/input.bin; returns the weights and PyTorch's eval() output
+    (batch x outputs)."""
     model = netfile.build_model(net).eval()
-    generator = torch.Generator().manual_seed(11)
+    generator = torch.Generator().manual_seed(seed)
     randomize(model, generator)
-    batch = 3 if net.input[-1] < 100 else 1
     x = torch.rand((batch,) + net.input, generator=generator)
     with torch.no_grad():
         want = model(x).reshape(batch, -1).numpy()
-
     weights = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     safetensors_io.write(work / "weights.safetensors", weights)
     x.numpy().astype("<f4").tofile(work / "input.bin")
+    return weights, want
+
+
+def check_network(cnnc, path, work):
+    net = netfile.load(path)
+    batch = 3 if net.input[-1] < 100 else 1
+    weights, want = reference_case(net, 11, batch, work)
 
     # Inference alone is compared here (test_training.py covers training).
     compiled = subprocess.run([cnnc, str(path), "-o", str(work / f"{net.name}.a"), "--inference-only"],
                               capture_output=True, text=True)
     if compiled.returncode != 0:
         return [f"cnnc failed: {compiled.stderr.strip()}"]
-    link = re.search(r"link with: (.*)", compiled.stdout).group(1)
-    (work / "app.cpp").write_text(APP.replace("NET", net.name))
-    command = shlex.split(link)
-    command = [w if w != "app.cpp" else str(work / "app.cpp") for w in command]
-    command[command.index("-o") + 1] = str(work / "app")
-    built = subprocess.run(command + ["-I", str(work)], capture_output=True, text=True)
-    if built.returncode != 0:
-        return [f"app does not build with the printed line: {built.stderr.strip()[:2000]}"]
-    ran = subprocess.run([str(work / "app"), str(work / "weights.safetensors"), str(work / "input.bin"), str(batch),
+    app, problem = linkline.build_app(compiled.stdout, APP.replace("NET", net.name), work)
+    if problem:
+        return [problem]
+    ran = subprocess.run([str(app), str(work / "weights.safetensors"), str(work / "input.bin"), str(batch),
                           str(work / "output.bin"), str(work / "saved.safetensors")], capture_output=True, text=True)
     if ran.returncode != 0:
         return [f"app failed: {ran.stderr.strip()}"]

@@ -17,7 +17,6 @@ message.
 
 import pathlib
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -25,9 +24,9 @@ import tempfile
 import numpy as np
 import torch
 
+import linkline
 import netfile
-import safetensors_io
-from test_forward import randomize
+from test_forward import reference_case
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
@@ -118,30 +117,17 @@ def main(argv):
         problems += refused(cnnc, work, "host,,x86-64-linux", "an empty target")
 
         net = netfile.load(ROOT / "examples" / "lenet5.net")
-        model = netfile.build_model(net).eval()
-        generator = torch.Generator().manual_seed(5)
-        randomize(model, generator)
         batch = 3
-        x = torch.rand((batch,) + net.input, generator=generator)
-        with torch.no_grad():
-            want = model(x).reshape(batch, -1).numpy()
-        weights = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-        safetensors_io.write(work / "weights.safetensors", weights)
-        x.numpy().astype("<f4").tofile(work / "input.bin")
+        _, want = reference_case(net, 5, batch, work)
 
         compiled = subprocess.run([cnnc, str(ROOT / "examples" / "lenet5.net"), "-o", str(work / "lenet5.a"),
                                    "--target", TARGETS], capture_output=True, text=True)
         if compiled.returncode != 0:
             print(f"FAIL cnnc --target {TARGETS}: {compiled.stderr.strip()}")
             return 1
-        link = re.search(r"link with: (.*)", compiled.stdout).group(1)
-        (work / "app.cpp").write_text(APP)
-        command = shlex.split(link)
-        command = [w if w != "app.cpp" else str(work / "app.cpp") for w in command]
-        command[command.index("-o") + 1] = str(work / "app")
-        built = subprocess.run(command + ["-I", str(work)], capture_output=True, text=True)
-        if built.returncode != 0:
-            print(f"FAIL app does not build with the printed line: {built.stderr.strip()[:2000]}")
+        app, problem = linkline.build_app(compiled.stdout, APP, work)
+        if problem:
+            print(f"FAIL {problem}")
             return 1
 
         losses = {}
@@ -149,7 +135,7 @@ def main(argv):
         most = None
         for mode in ("host", "middle", "fallback"):
             extra = [str(most)] if mode == "middle" else []
-            ran = subprocess.run([str(work / "app"), mode, str(work / "weights.safetensors"), str(work / "input.bin"),
+            ran = subprocess.run([str(app), mode, str(work / "weights.safetensors"), str(work / "input.bin"),
                                   str(batch), str(work / f"{mode}.bin")] + extra, capture_output=True, text=True)
             if ran.returncode != 0:
                 problems.append(f"{mode}: app failed ({ran.returncode}): {ran.stderr.strip()}")

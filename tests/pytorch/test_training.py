@@ -28,7 +28,6 @@ import math
 import pathlib
 import re
 import resource
-import shlex
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import time
 import numpy as np
 import torch
 
+import linkline
 import netfile
 import safetensors_io
 from test_forward import randomize
@@ -287,17 +287,11 @@ def compile_and_build(cnnc, net_path, net, work, target_type, target_size, outco
     if outcome.compile_seconds > SLOW_COMPILE_SECONDS:
         print(f"     note: {net.name} took {outcome.compile_seconds:.0f} s to compile "
               f"(over {SLOW_COMPILE_SECONDS} s; {outcome.compile_cpu_seconds:.0f} s of CPU)", flush=True)
-    link = re.search(r"link with: (.*)", compiled.stdout).group(1)
     source = APP.replace("TARGET_TYPE", target_type).replace("TARGET_SIZE", target_size).replace("NET", net.name)
-    (work / "app.cpp").write_text(source)
-    command = shlex.split(link)
-    command = [w if w != "app.cpp" else str(work / "app.cpp") for w in command]
-    command[command.index("-o") + 1] = str(work / "app")
-    built = subprocess.run(command + ["-I", str(work)], capture_output=True, text=True)
-    if built.returncode != 0:
-        outcome.problems.append(f"app does not build with the printed line: {built.stderr.strip()[:2000]}")
-        return None
-    return work / "app"
+    app, problem = linkline.build_app(compiled.stdout, source, work)
+    if problem:
+        outcome.problems.append(problem)
+    return app
 
 
 def check_network(cnnc, net_path, work):
