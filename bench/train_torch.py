@@ -37,6 +37,10 @@ import torch
 import netfile
 import safetensors_io
 
+# A pause between turns: a side's idle worker threads spin for a while after
+# its last parallel loop (OpenMP's and Halide's both do), and on two vCPUs
+# that spinning would be timed as the other side's.
+TURN_GAP_SECONDS = 0.2
 LOSS_TOLERANCE = 1e-4    # relative, on each of the first two steps' losses
 UPDATE_TOLERANCE = 1e-3  # on a parameter's first update, relative to its largest element
 WARMUP_STEPS = 3
@@ -157,8 +161,10 @@ def run_training(name, net_path, batch, steps, flops_factor, cnnc, harness_sourc
         for _ in range(reps):
             ms, ours_last = cnnc_turn()
             ours.append(ms)
+            time.sleep(TURN_GAP_SECONDS)
             ms, theirs_last = torch_turn()
             theirs.append(ms)
+            time.sleep(TURN_GAP_SECONDS)
         server.stdin.write("quit\n")
         server.stdin.flush()
         server.wait(timeout=60)
