@@ -209,7 +209,7 @@ class ModelBase {
   std::vector<AlignedFloats> stepOutputs_;
   std::vector<std::vector<float>> slots_[2];
   std::vector<float> trainOutputs_;
-  struct TrainBuffers;  // the step's halide buffers, kept between steps
+  struct TrainBuffers;  // a step's halide buffers, kept per batch size
   std::vector<std::unique_ptr<TrainBuffers>> trainBuffers_;
 };
 

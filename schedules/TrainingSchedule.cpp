@@ -41,6 +41,14 @@ int divisorUpTo(int64_t n, int limit) {
   return 1;
 }
 
+// The widest vector of at most `vec` (and at least 4) lanes that divides
+// `extent`, or 0 when none does.
+int dividingVector(int64_t extent, int vec) {
+  int lanes = vec;
+  while (lanes > 4 && extent % lanes != 0) lanes /= 2;
+  return extent % lanes == 0 ? lanes : 0;
+}
+
 // A convolution's weight gradient as a register tile: a vector of filters x
 // `channels` input channels x `columns` kernel columns accumulated over every
 // output position of the batch, then written out in PyTorch's layout. The
@@ -102,9 +110,8 @@ void scheduleDenseWeightGradient(const Layer& layer, LayerGradients& grads, int 
   Func out = grads.params[0];
   const Halide::RDom& r = grads.reductions.at("grad_weight");
   int64_t units = layer.params[0].shape[0], features = layer.params[0].shape[1];
-  int lanes = vec;
-  while (lanes > 4 && features % lanes != 0) lanes /= 2;
-  if (features % lanes != 0) return;  // the generic schedule
+  int lanes = dividingVector(features, vec);
+  if (!lanes) return;  // the generic schedule
   int rows = divisorUpTo(units, 4);
   std::vector<Halide::Var> v = out.args();  // f, o
   Halide::Var fo("fo"), fi("fi"), oo("oo"), oi("oi");
@@ -128,9 +135,8 @@ void scheduleDenseInputGradient(const Layer& layer, LayerGradients& grads, int v
   Func flat = grads.stages.at("grad_flat");
   const Halide::RDom& r = grads.reductions.at("grad_flat");
   int64_t features = layer.params[0].shape[1];
-  int lanes = vec;
-  while (lanes > 4 && features % lanes != 0) lanes /= 2;
-  if (features % lanes != 0) return;  // the generic schedule
+  int lanes = dividingVector(features, vec);
+  if (!lanes) return;  // the generic schedule
   int vectors = divisorUpTo(features / lanes, 4);
   const auto& v = layerVars();
   Halide::Var co("co"), ci("ci"), no("no"), ni("ni");
