@@ -40,7 +40,9 @@ static int serve(const std::string& path, int batch, const std::string& weights,
   auto start = Clock::now();
   Halide::Target target = Halide::get_jit_target_from_environment();
   LoweredNetwork lowered = lowerNetwork(*net, Purpose::Inference);
-  scheduleForward(*net, lowered, ScheduleOptions{target, batch == 1});
+  ScheduleOptions options{target, batch == 1};
+  options.examplesFused = true;
+  scheduleForward(*net, lowered, options);
   Halide::Func output = lowered.apiOutput(static_cast<int>(net->layers.size()) - 1);
   scheduleApiOutput(output, net->outputShape(), ScheduleOptions{target, batch == 1});
   Halide::Pipeline pipeline(output);

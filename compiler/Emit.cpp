@@ -111,6 +111,7 @@ Halide::Module forwardModule(const Network& net, const Halide::Target& target, b
                              const ScheduleOverrides& overrides, const std::string& name) {
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference);
   ScheduleOptions options{target, batchOne, &overrides};
+  options.examplesFused = true;
   scheduleForward(net, lowered, options);
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);

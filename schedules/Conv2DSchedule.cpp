@@ -25,9 +25,16 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
   while (knobs.vectorWidth > 4 && knobs.vectorWidth / 2 >= filters) knobs.vectorWidth /= 2;
   int64_t vectors = (filters + knobs.vectorWidth - 1) / knobs.vectorWidth;
   knobs.channelVectors = static_cast<int>(std::min<int64_t>(knobs.channelVectors, vectors));
-  // Spend the remaining accumulators on columns.
-  knobs.tileX = static_cast<int>(std::min<int64_t>(accumulators / knobs.channelVectors, layer.outputShape.width()));
-  knobs.tileX = std::max(knobs.tileX, 1);
+  // Spend the remaining accumulators on columns: as many as fit, unless a
+  // narrower tile (down to half) wastes less of the row, whose last tile
+  // shifts inwards and recomputes columns (28 columns in tiles of 20 compute
+  // 40; in tiles of 14, 28).
+  int64_t width = layer.outputShape.width();
+  int widest = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(accumulators / knobs.channelVectors, width)));
+  auto computed = [&](int tile) { return (width + tile - 1) / tile * tile; };
+  knobs.tileX = widest;
+  for (int tile = widest - 1; tile >= std::max(1, widest / 2); --tile)
+    if (computed(tile) < computed(knobs.tileX) && computed(tile) * 10 < computed(widest) * 9) knobs.tileX = tile;
   int64_t inputChannels = input.channels() / layer.intAttr("groups");
   knobs.reductionUnroll = inputChannels % 2 == 0 ? 2 : 1;
   Size2 pad = layer.sizeAttr("pad");

@@ -32,6 +32,7 @@ bool isInlined(const Layer& layer) {
 void parallelRows(Func f, const ScheduleOptions& options, double flops) {
   constexpr double kSerialFlops = 2e6;
   const auto& v = layerVars();
+  if (options.serialRows) return;
   if (!options.batchOne) {
     Var yn("yn");
     f.fuse(v.y, v.n, yn).parallel(yn);
@@ -136,36 +137,84 @@ void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& o
   parallelRows(output, options, double(shape.elements()));
 }
 
+namespace {
+
+void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i, const ScheduleOptions& options) {
+  const Layer& layer = net.layers[i];
+  LoweredLayer& lowered_layer = lowered.layers[i];
+  if (lowered.folded[i] || isInlined(layer)) {
+    for (const char* stage : {"scale", "shift"})
+      if (lowered_layer.stages.count(stage)) lowered_layer.stages.at(stage).compute_root();
+    return;
+  }
+  switch (layer.kind) {
+    case LayerKind::Conv2D: {
+      int producer = layer.inputs[0];
+      bool materialized = producer != kInputIndex && !isInlined(net.layers[producer]);
+      const Shape& in = net.shapeOf(producer);
+      Conv2DKnobs knobs = defaultConv2DKnobs(layer, in, options.target, materialized);
+      if (options.overrides && options.overrides->count(static_cast<int>(i)))
+        applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
+      scheduleConv2D(layer, lowered_layer, knobs, options);
+      break;
+    }
+    case LayerKind::Dense: {
+      int producer = layer.inputs[0];
+      bool storedVector =
+          producer != kInputIndex && net.shapeOf(producer).isFlat() && !isInlined(net.layers[producer]);
+      scheduleDense(layer, lowered_layer, storedVector, options);
+      break;
+    }
+    case LayerKind::Softmax: scheduleSoftmax(lowered_layer); break;
+    default: scheduleChannelwise(layer, lowered_layer, options); break;
+  }
+}
+
+// An example's feature maps stay in cache from layer to layer when they fit
+// in about half of a core's L2 together.
+constexpr double kFusedExampleBytes = 512 * 1024;
+
+// The last layer of the image stack that may run one example at a time, or
+// -1: the last stored image layer, when no later layer reads an earlier one
+// and the stack's stored feature maps fit kFusedExampleBytes.
+int fusedStackEnd(const Network& net, const LoweredNetwork& lowered) {
+  int end = -1;
+  for (size_t i = 0; i < net.layers.size(); ++i)
+    if (net.layers[i].outputShape.isImage() && !lowered.folded[i] && !isInlined(net.layers[i]))
+      end = static_cast<int>(i);
+  if (end < 1) return -1;
+  for (size_t j = end + 1; j < net.layers.size(); ++j)
+    for (int in : net.layers[j].inputs)
+      if (in != kInputIndex && in < end) return -1;
+  double bytes = 0;
+  for (int i = 0; i <= end; ++i)
+    if (!lowered.folded[i] && !isInlined(net.layers[i])) bytes += 4.0 * double(net.layers[i].outputShape.elements());
+  return bytes <= kFusedExampleBytes ? end : -1;
+}
+
+}  // namespace
+
 void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options) {
-  for (size_t i = 0; i < net.layers.size(); ++i) {
-    const Layer& layer = net.layers[i];
-    LoweredLayer& lowered_layer = lowered.layers[i];
-    if (lowered.folded[i] || isInlined(layer)) {
-      for (const char* stage : {"scale", "shift"})
-        if (lowered_layer.stages.count(stage)) lowered_layer.stages.at(stage).compute_root();
-      continue;
-    }
-    switch (layer.kind) {
-      case LayerKind::Conv2D: {
-        int producer = layer.inputs[0];
-        bool materialized = producer != kInputIndex && !isInlined(net.layers[producer]);
-        const Shape& in = net.shapeOf(producer);
-        Conv2DKnobs knobs = defaultConv2DKnobs(layer, in, options.target, materialized);
-        if (options.overrides && options.overrides->count(static_cast<int>(i)))
-          applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
-        scheduleConv2D(layer, lowered_layer, knobs, options);
-        break;
-      }
-      case LayerKind::Dense: {
-        int producer = layer.inputs[0];
-        bool storedVector = producer != kInputIndex && net.shapeOf(producer).isFlat() &&
-                            !isInlined(net.layers[producer]);
-        scheduleDense(layer, lowered_layer, storedVector, options);
-        break;
-      }
-      case LayerKind::Softmax: scheduleSoftmax(lowered_layer); break;
-      default: scheduleChannelwise(layer, lowered_layer, options); break;
-    }
+  int stackEnd = options.examplesFused && !options.batchOne ? fusedStackEnd(net, lowered) : -1;
+  ScheduleOptions serial = options;
+  serial.serialRows = true;
+  for (size_t i = 0; i < net.layers.size(); ++i)
+    scheduleLayer(net, lowered, i, static_cast<int>(i) <= stackEnd ? serial : options);
+  if (stackEnd < 0) return;
+  // One task per example of the stack's last layer, inside which the
+  // stack's other layers (and padded inputs) are computed; parameters stay
+  // packed once per call, at the root.
+  const auto& v = layerVars();
+  Func end = lowered.layers[stackEnd].value.func;
+  end.parallel(v.n);
+  for (int i = 0; i <= stackEnd; ++i) {
+    if (lowered.folded[i] || isInlined(net.layers[i])) continue;
+    LoweredLayer& layer = lowered.layers[i];
+    if (i < stackEnd) layer.value.func.compute_at(end, v.n);
+    auto input = layer.stages.find("input");
+    if (input == layer.stages.end()) continue;
+    Halide::LoopLevel level = input->second.function().schedule().compute_level();
+    if (level.lock().is_root()) input->second.compute_at(end, v.n);
   }
 }
 

@@ -15,6 +15,13 @@ struct ScheduleOptions {
   Halide::Target target;
   bool batchOne = false;  // the latency entry point: parallelize within an example
   const ScheduleOverrides* overrides = nullptr;  // knobs from a schedule file
+  // The batch-N inference pass, whose intermediate values are not outputs:
+  // a small network's image layers may run one example at a time, so that
+  // an example's feature maps stay in cache from layer to layer.
+  bool examplesFused = false;
+  // Inside a loop that is already parallel (an example of a fused stack):
+  // a layer's own loops stay serial.
+  bool serialRows = false;
 };
 
 // Natural vector width in floats: 16 with AVX-512, 8 with AVX2, 4 otherwise.

@@ -17,7 +17,11 @@ LoweredLayer avgPoolForward(const ForwardContext& ctx) {
   Halide::Func input = padded(*ctx.inputs[0], 0.0f, layer.name + "_padded");
   PoolWindow window = poolWindow(layer);
   out.value.func = Halide::Func(layer.name);
-  out.value.func(c, x, y, n) = Halide::sum(input(c, window.ix, window.iy, n)) * (1.0f / window.size);
+  out.value.func(c, x, y, n) =
+      reduceWindow(
+          layer, input, [](Halide::Expr a, Halide::Expr b) { return a + b; },
+          [](Halide::Expr e) { return Halide::sum(e); }) *
+      (1.0f / window.size);
   out.value.shape = layer.outputShape;
   out.stages["padded"] = input;
   return out;

@@ -16,9 +16,10 @@ LoweredLayer maxPoolForward(const ForwardContext& ctx) {
   LoweredLayer out;
   // Padding never wins: padded positions read -infinity.
   Halide::Func input = padded(*ctx.inputs[0], Halide::Float(32).min(), layer.name + "_padded");
-  PoolWindow window = poolWindow(layer);
   out.value.func = Halide::Func(layer.name);
-  out.value.func(c, x, y, n) = Halide::maximum(input(c, window.ix, window.iy, n));
+  out.value.func(c, x, y, n) = reduceWindow(
+      layer, input, [](Halide::Expr a, Halide::Expr b) { return Halide::max(a, b); },
+      [](Halide::Expr e) { return Halide::maximum(e); });
   out.value.shape = layer.outputShape;
   out.stages["padded"] = input;
   return out;

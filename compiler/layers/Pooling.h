@@ -52,6 +52,25 @@ inline PoolWindow poolWindow(const Layer& layer) {
           v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.y, static_cast<int>(kernel.w * kernel.h)};
 }
 
+// The window's values combined pairwise (max, +). Windows of up to 16
+// values are written out term by term, so that they vectorize with the
+// pooled output; a reduction Func would run as a scalar loop per output.
+template <typename Combine, typename Reduce>
+Halide::Expr reduceWindow(const Layer& layer, const Halide::Func& input, Combine combine, Reduce reduce) {
+  const auto& v = layerVars();
+  PoolWindow window = poolWindow(layer);
+  if (window.size > 16) return reduce(input(v.c, window.ix, window.iy, v.n));
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  Halide::Expr total;
+  for (int ky = 0; ky < kernel.h; ++ky)
+    for (int kx = 0; kx < kernel.w; ++kx) {
+      Halide::Expr term = input(v.c, v.x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + kx,
+                                v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + ky, v.n);
+      total = total.defined() ? combine(total, term) : term;
+    }
+  return total;
+}
+
 // The windows that cover input position (x, y): for each kernel offset r,
 // the output position (ox, oy) whose window puts r at (x, y), clamped, and
 // whether that window exists (the stride divides, and it lies in the output).

@@ -53,7 +53,9 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   std::vector<ref::Tensor> expected = ref::evaluate(net, input, params);
 
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference);
-  scheduleForward(net, lowered, ScheduleOptions{target, batch == 1, overrides});
+  ScheduleOptions options{target, batch == 1, overrides};
+  options.examplesFused = true;
+  scheduleForward(net, lowered, options);
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
   scheduleApiOutput(output, net.outputShape(), ScheduleOptions{target, batch == 1});
