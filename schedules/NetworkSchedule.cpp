@@ -61,7 +61,7 @@ void scheduleChannelwise(const Layer& layer, LoweredLayer& lowered, const Schedu
 // Dense layers. One example: dot products along PyTorch's contiguous weight
 // rows, the reduction split across vector lanes (4 vectors, so 4 FMA chains).
 // Batches: the weights transposed once per call, then register tiles of
-// units accumulated over the whole reduction for each example.
+// units x examples accumulated over the whole reduction.
 void scheduleDense(const Layer& layer, LoweredLayer& lowered, bool inputIsStoredVector, const ScheduleOptions& options) {
   const auto& v = layerVars();
   int vec = floatVectorWidth(options.target);
@@ -96,16 +96,23 @@ void scheduleDense(const Layer& layer, LoweredLayer& lowered, bool inputIsStored
       .vectorize(v.c, vec, TailStrategy::RoundUp)
       .split(f, fo, fi, 64, TailStrategy::GuardWithIf)
       .parallel(fo);
-  Var co("co"), ci("ci"), task("task");
-  out.compute_root()
-      .split(v.c, co, ci, vec * vecs, TailStrategy::RoundUp)
-      .reorder(ci, co, v.n)
+  // Register tiles of `vecs` vectors of units x 4 examples: each weight
+  // vector loaded serves four examples. The units round up to whole tiles
+  // (the packed weights and the bias are zero there).
+  int tile = vec * vecs;
+  int rounded = static_cast<int>((units + tile - 1) / tile * tile);
+  Var co("co"), ci("ci"), no("no"), ni("ni"), task("task");
+  out.compute_root().vectorize(v.c, vec, TailStrategy::GuardWithIf).parallel(v.n);
+  sum.compute_root().bound(v.c, 0, rounded).vectorize(v.c, vec).parallel(v.n);
+  sum.update()
+      .split(v.c, co, ci, tile)
+      .split(v.n, no, ni, 4, TailStrategy::GuardWithIf)
+      .reorder(ci, ni, r.x, co, no)
       .vectorize(ci, vec)
       .unroll(ci)
-      .fuse(co, v.n, task)
+      .unroll(ni)
+      .fuse(co, no, task)
       .parallel(task);
-  sum.compute_at(out, task).vectorize(v.c, vec).unroll(v.c);
-  sum.update().reorder(v.c, r.x).vectorize(v.c, vec).unroll(v.c);
 }
 
 void scheduleSoftmax(LoweredLayer& lowered) {

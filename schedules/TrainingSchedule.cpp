@@ -101,6 +101,23 @@ void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGra
   sums.update().reorder(s[0], s[1], s[2], r.x, r.y, r.z, s[3]).vectorize(s[0]).unroll(s[1]).unroll(s[2]);
   done.insert(sums.name());
   done.insert(out.name());
+
+  // The bias: each example's sums with the filters innermost, as vectors
+  // where one divides them, else unrolled, so that the filters' sums are
+  // independent adds rather than one chain per filter.
+  if (!grads.stages.count("grad_bias_sums")) return;
+  Func biasSums = grads.stages.at("grad_bias_sums");
+  const Halide::RDom& pixels = grads.reductions.at("grad_bias");
+  std::vector<Halide::Var> b = biasSums.args();  // k, n
+  biasSums.compute_root().bound(b[0], 0, static_cast<int>(filters)).parallel(b[1]);
+  Halide::Stage update = biasSums.update();
+  update.reorder(b[0], pixels.x, pixels.y, b[1]).parallel(b[1]);
+  if (int biasLanes = dividingVector(filters, vec)) {
+    update.vectorize(b[0], biasLanes);
+  } else if (filters <= 16) {
+    update.unroll(b[0]);
+  }
+  done.insert(biasSums.name());
 }
 
 // A dense layer's weight gradient: a vector of features x up to four units

@@ -181,8 +181,14 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
       gradConv(k, positions.x, positions.y, positions.z) *
       input(group * Cg + ci, positions.x * sx - px + kx * dx, positions.y * sy - py + ky * dy, positions.z);
   gradWeight(kx, ky, ci, k) = weightSums(k, ci, kx, ky);
+  // The bias: each example's sum first (a stage with the examples to run
+  // in parallel and the filters to vectorize), then the batch's.
+  Halide::RDom pixels(0, outW, 0, outH, name + "_grad_rb"), examples(0, ctx.batch, name + "_grad_rn");
+  Halide::Func biasSums(name + "_grad_bias_sums");
+  biasSums(k, n) = 0.0f;
+  biasSums(k, n) += gradConv(k, pixels.x, pixels.y, n);
   gradBias(k) = 0.0f;
-  gradBias(k) += gradConv(k, positions.x, positions.y, positions.z);
+  gradBias(k) += biasSums(k, examples);
 
   LayerGradients grads;
   // The input: at stride 1, the forward convolution of dz with the filters
@@ -235,6 +241,8 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
   if (layer.boolAttr("bias")) grads.params.push_back(gradBias);
   grads.stages["grad_conv"] = gradConv;
   grads.stages["grad_weight_sums"] = weightSums;
+  if (layer.boolAttr("bias")) grads.stages["grad_bias_sums"] = biasSums;
+  grads.reductions["grad_bias"] = pixels;
   if (input.name() != in.func.name()) grads.stages["grad_input"] = input;
   grads.reductions["grad_weight"] = positions;
   return grads;

@@ -52,22 +52,33 @@ inline PoolWindow poolWindow(const Layer& layer) {
           v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.y, static_cast<int>(kernel.w * kernel.h)};
 }
 
-// The window's values combined pairwise (max, +). Windows of up to 16
-// values are written out term by term, so that they vectorize with the
-// pooled output; a reduction Func would run as a scalar loop per output.
+// Windows of up to this many values are written out term by term, so that
+// they vectorize with their consumer; a reduction Func would run as a
+// scalar loop per output.
+constexpr int kUnrolledWindow = 16;
+
+// The window's values in row-major order (ky, then kx), for unrolled windows.
+inline std::vector<Halide::Expr> windowTerms(const Layer& layer, const Halide::Func& input) {
+  const auto& v = layerVars();
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  std::vector<Halide::Expr> terms;
+  for (int ky = 0; ky < kernel.h; ++ky)
+    for (int kx = 0; kx < kernel.w; ++kx)
+      terms.push_back(input(v.c, v.x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + kx,
+                            v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + ky, v.n));
+  return terms;
+}
+
+// The window's values combined pairwise (max, +), or by `reduce` over the
+// window's RDom when it is too large to write out.
 template <typename Combine, typename Reduce>
 Halide::Expr reduceWindow(const Layer& layer, const Halide::Func& input, Combine combine, Reduce reduce) {
   const auto& v = layerVars();
   PoolWindow window = poolWindow(layer);
-  if (window.size > 16) return reduce(input(v.c, window.ix, window.iy, v.n));
-  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
-  Halide::Expr total;
-  for (int ky = 0; ky < kernel.h; ++ky)
-    for (int kx = 0; kx < kernel.w; ++kx) {
-      Halide::Expr term = input(v.c, v.x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + kx,
-                                v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + ky, v.n);
-      total = total.defined() ? combine(total, term) : term;
-    }
+  if (window.size > kUnrolledWindow) return reduce(input(v.c, window.ix, window.iy, v.n));
+  std::vector<Halide::Expr> terms = windowTerms(layer, input);
+  Halide::Expr total = terms[0];
+  for (size_t i = 1; i < terms.size(); ++i) total = combine(total, terms[i]);
   return total;
 }
 
