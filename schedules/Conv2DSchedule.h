@@ -19,7 +19,15 @@ struct Conv2DKnobs {
   int tileX = 5;            // output columns in the register tile
   int reductionUnroll = 2;  // input channels unrolled in the inner loop
   bool materializeInput = false;  // compute the (padded) input once, before the conv
+  // Vectors along output columns instead of channels, over a stored input
+  // with its columns innermost: for few filters, whose channel vectors
+  // would be mostly empty lanes. The tile is every filter x tileY rows.
+  bool vectorizeColumns = false;
+  int tileY = 1;  // output rows in the register tile (column vectors only)
 };
+
+// The output channels the schedule computes: whole register tiles of them.
+int64_t scheduledChannels(const Layer& layer, const Conv2DKnobs& knobs);
 
 // Defaults reasoned from the target's registers: AVX-512 has 32 vector
 // registers and one load per FMA, so a 4x5 tile of 20 accumulators; AVX2

@@ -29,14 +29,18 @@ bool isInlined(const Layer& layer) {
   }
 }
 
-void parallelRows(Func f, const ScheduleOptions& options, double flops) {
+bool runsInParallel(const ScheduleOptions& options, double flops) {
   constexpr double kSerialFlops = 2e6;
+  return !options.serialRows && (!options.batchOne || flops >= kSerialFlops);
+}
+
+void parallelRows(Func f, const ScheduleOptions& options, double flops) {
   const auto& v = layerVars();
-  if (options.serialRows) return;
+  if (!runsInParallel(options, flops)) return;
   if (!options.batchOne) {
     Var yn("yn");
     f.fuse(v.y, v.n, yn).parallel(yn);
-  } else if (flops >= kSerialFlops) {
+  } else {
     f.parallel(v.y);
   }
 }

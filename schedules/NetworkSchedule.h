@@ -27,6 +27,10 @@ struct ScheduleOptions {
 // Natural vector width in floats: 16 with AVX-512, 8 with AVX2, 4 otherwise.
 int floatVectorWidth(const Halide::Target& target);
 
+// Whether a stage of `flops` work gets parallel tasks: not inside an
+// already parallel example, nor for a single small example.
+bool runsInParallel(const ScheduleOptions& options, double flops);
+
 // Rows (and examples) as parallel tasks. A single example whose work is
 // below about 2 MFLOP stays on one thread: waking the thread pool costs more.
 void parallelRows(Halide::Func f, const ScheduleOptions& options, double flops);

@@ -20,6 +20,8 @@ const std::vector<KeySpec>& scheduleKnobs(LayerKind kind) {
       {"tile_x", ValueType::Int, "5", 1, 32},
       {"reduction_unroll", ValueType::Int, "2", 1, 8},
       {"materialize_input", ValueType::Bool, "false"},
+      {"vectorize_columns", ValueType::Bool, "false"},
+      {"tile_y", ValueType::Int, "1", 1, 32},
   };
   static const std::vector<KeySpec> kNone;
   return kind == LayerKind::Conv2D ? kConv2D : kNone;

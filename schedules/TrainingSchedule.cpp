@@ -195,9 +195,7 @@ void scheduleTraining(const Network& net, LoweredTraining& training, const Sched
       Conv2DKnobs knobs = defaultConv2DKnobs(convLayer, layer.outputShape, options.target, true);
       scheduleConv2D(convLayer, conv, knobs, options);
       // Whole register tiles of channels, whatever region the consumers need.
-      int64_t tile = knobs.vectorWidth * knobs.channelVectors;
-      int64_t channels = convLayer.outputShape.channels();
-      conv.value.func.bound(layerVars().c, 0, static_cast<int>((channels + tile - 1) / tile * tile));
+      conv.value.func.bound(layerVars().c, 0, static_cast<int>(scheduledChannels(convLayer, knobs)));
       done.insert(conv.value.func.name());
       for (auto& [name, stage] : conv.stages) done.insert(stage.name());
     }

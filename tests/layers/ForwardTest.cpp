@@ -116,6 +116,9 @@ const ForwardCase kCases[] = {
     {"4x6x5", "a: conv2d filters=4 kernel=3 pad=1\nb: relu from=input\nadd from=a,b,input activation=relu", 2},
     {"4x6x5", "a: conv2d filters=3 kernel=1\nb: maxpool kernel=3 stride=1 pad=1 from=input\nconcat from=a,b,input", 2},
     {"12", "a: dense units=5\nb: dense units=7 from=input\nconcat from=b,a", 3},
+    // few filters: vectors along columns, rounded up past the width
+    {"2x9x19", "conv2d filters=5 kernel=3 pad=1 activation=relu", 3},
+    {"1x13x21", "conv2d filters=6 kernel=5 pad=2 dilation=2x1\nmaxpool kernel=2", 1},
     // a pool that reads fewer columns than the conv before it computes
     {"1x28x28", "conv2d filters=4 kernel=3 stride=2 activation=relu\nmaxpool kernel=2\ndense units=10", 2},
 };
@@ -148,18 +151,22 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
   const char* text = "network t\ninput 6x11x13\nc: conv2d filters=20 kernel=3 pad=1 groups=2 activation=relu\n";
   struct Knobs {
     int64_t vectorWidth, channelVectors, tileX, unroll;
-    bool materialize;
+    bool materialize, columns;
+    int64_t tileY;
   };
-  for (Knobs k : {Knobs{4, 1, 1, 1, false}, Knobs{8, 3, 7, 3, true}, Knobs{16, 2, 32, 1, true}}) {
+  for (Knobs k : {Knobs{4, 1, 1, 1, false, false, 1}, Knobs{8, 3, 7, 3, true, false, 1},
+                  Knobs{16, 2, 32, 1, true, false, 1}, Knobs{8, 1, 1, 1, false, true, 4}}) {
     ScheduleOverrides overrides = {{0,
                                     {{"vector_width", k.vectorWidth},
                                      {"channel_vectors", k.channelVectors},
                                      {"tile_x", k.tileX},
                                      {"reduction_unroll", k.unroll},
-                                     {"materialize_input", k.materialize}}}};
+                                     {"materialize_input", k.materialize},
+                                     {"vectorize_columns", k.columns},
+                                     {"tile_y", k.tileY}}}};
     for (int batch : {1, 3}) {
-      DYNAMIC_SECTION("vector " << k.vectorWidth << " x " << k.channelVectors << ", tile " << k.tileX << ", batch "
-                                << batch) {
+      DYNAMIC_SECTION("vector " << k.vectorWidth << " x " << k.channelVectors << ", tile " << k.tileX << "x"
+                                << k.tileY << (k.columns ? " along columns" : "") << ", batch " << batch) {
         CHECK(compareWithReference(text, batch, host, &overrides) < 1e-4);
       }
     }
