@@ -22,7 +22,7 @@ cores free), waiting and retrying otherwise (--tries times); the row then
 says how many tries it took.
 
 Threads on cnnc's side: Halide's thread pool by default; --spin-us U runs
-the parallel loops on bench/SpinningPool.h's pool instead, whose workers
+the parallel loops on the runtime's spinning pool (runtime/ThreadPool.h) instead, whose workers
 spin U us after each loop (as OpenMP's do for PyTorch). Interleaved A/B
 runs showed no difference between the two (NOTES.md).
 
@@ -167,7 +167,7 @@ def main():
     parser.add_argument("--block", type=int, default=5, help="calls per side per turn")
     parser.add_argument("--tries", type=int, default=30)
     parser.add_argument("--spin-us", type=int, default=0,
-                        help="cnnc's parallel loops on bench/SpinningPool.h's pool, workers spinning this long "
+                        help="cnnc's parallel loops on the runtime's spinning pool (runtime/ThreadPool.h), workers spinning this long "
                              "after each loop (0: Halide's own pool)")
     parser.add_argument("--peak-ms", type=int, default=40, help="length of each in-process FMA peak measurement")
     parser.add_argument("ids", nargs="*")

@@ -9,5 +9,5 @@ out=$build/variants
 rm -rf "$out" && mkdir -p "$out"
 "$build/conv_generator" variants "$out" "$@"
 ${CXX:-g++} -O2 -std=c++17 -static -I"$out" -I"$here" -I"$here/../schedules" -I/usr/include/halide14 \
-  "$here/conv_variants.cpp" "$here/peak.cpp" "$here/SpinningPool.cpp" -mavx512f -mfma -mavx2 \
+  "$here/conv_variants.cpp" "$here/peak.cpp" "$here/../runtime/ThreadPool.cpp" -I "$here/../runtime" -mavx512f -mfma -mavx2 \
   "$out/variants.a" "$out/runtime.a" -o "$out/conv_variants" -lpthread -ldl

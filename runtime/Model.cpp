@@ -9,6 +9,7 @@
 #include "BufferCache.h"
 #include "Random.h"
 #include "Safetensors.h"
+#include "ThreadPool.h"
 
 namespace cnnc {
 
@@ -73,6 +74,7 @@ void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<flo
 
 ModelBase::ModelBase(const NetworkInfo& info, uint64_t seed) : info_(info) {
   installBufferCache();
+  installDefaultThreadPool();
   if (info_.train) learningRate_ = info_.train->lr, dropoutSeed_ = info_.train->seed;
   params_.resize(info_.paramCount);
   for (int i = 0; i < info_.paramCount; ++i)

@@ -122,7 +122,7 @@ void scheduleColumnVectors(const Layer& layer, LoweredLayer& lowered, const Conv
   int vec = knobs.vectorWidth, filters = static_cast<int>(layer.outputShape.channels());
   int width = static_cast<int>(layer.outputShape.width());
   input.compute_root().reorder_storage(x, c, y, n).reorder(x, c, y, n).vectorize(x, vec, TailStrategy::GuardWithIf);
-  parallelRows(input, options, layer.forwardFlops);
+  parallelRows(input, options, layer.forwardFlops, layer.outputShape.height());
   Var xo("xo"), xi("xi"), yo("yo"), yi("yi");
   bool padded = layer.sizeAttr("pad").w > 0;
   out.compute_root()
@@ -136,7 +136,8 @@ void scheduleColumnVectors(const Layer& layer, LoweredLayer& lowered, const Conv
       .unroll(yi);
   if (runsInParallel(options, layer.forwardFlops)) {
     Var task("task");
-    out.fuse(yo, n, task).parallel(task);
+    out.fuse(yo, n, task);
+    parallelTasks(out, task, layer.forwardFlops * knobs.tileY / double(layer.outputShape.height()));
   }
   const Halide::RDom& r = lowered.reductions.at("conv");
   conv.compute_at(out, xo).reorder_storage(x, c, y, n).vectorize(x).unroll(c).unroll(y);
@@ -166,7 +167,7 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   }
   if (knobs.materializeInput) {
     input.compute_root().vectorize(c, std::min<int>(vec, 8), TailStrategy::GuardWithIf);
-    parallelRows(input, options, layer.forwardFlops);
+    parallelRows(input, options, layer.forwardFlops, layer.outputShape.height());
   }
 
   // The output in register tiles: tileC channels x tileX columns of one row.
@@ -190,7 +191,7 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
     // too are tasks, so that both threads get balanced work.
     out.fuse(co, y, task).parallel(task);
   } else {
-    parallelRows(out, options, layer.forwardFlops);
+    parallelRows(out, options, layer.forwardFlops, layer.outputShape.height());
   }
 
   // Accumulate the tile over the whole reduction in registers.

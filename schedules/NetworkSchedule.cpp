@@ -1,5 +1,8 @@
 #include "NetworkSchedule.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "Conv2DSchedule.h"
 
 namespace cnnc {
@@ -34,14 +37,25 @@ bool runsInParallel(const ScheduleOptions& options, double flops) {
   return !options.serialRows && (!options.batchOne || flops >= kSerialFlops);
 }
 
-void parallelRows(Func f, const ScheduleOptions& options, double flops) {
+void parallelTasks(Halide::Stage stage, const Var& var, double flopsPerIteration) {
+  constexpr double kTaskFlops = 256e3;
+  double iterations = std::ceil(kTaskFlops / std::max(flopsPerIteration, 1.0));
+  if (iterations >= 2)
+    stage.parallel(var, static_cast<int>(std::min(iterations, 65536.0)), TailStrategy::GuardWithIf);
+  else
+    stage.parallel(var);
+}
+
+void parallelRows(Func f, const ScheduleOptions& options, double flops, int64_t rows) {
   const auto& v = layerVars();
   if (!runsInParallel(options, flops)) return;
+  double flopsPerRow = flops / double(std::max<int64_t>(rows, 1));
   if (!options.batchOne) {
     Var yn("yn");
-    f.fuse(v.y, v.n, yn).parallel(yn);
+    f.fuse(v.y, v.n, yn);
+    parallelTasks(f, yn, flopsPerRow);
   } else {
-    f.parallel(v.y);
+    parallelTasks(f, v.y, flopsPerRow);
   }
 }
 
@@ -59,7 +73,7 @@ void scheduleChannelwise(const Layer& layer, LoweredLayer& lowered, const Schedu
   const auto& v = layerVars();
   int vec = vectorFor(layer.outputShape.channels(), floatVectorWidth(options.target));
   lowered.value.func.compute_root().vectorize(v.c, vec, TailStrategy::GuardWithIf);
-  parallelRows(lowered.value.func, options, layer.forwardFlops);
+  parallelRows(lowered.value.func, options, layer.forwardFlops, layer.outputShape.height());
 }
 
 // Dense layers. One example: dot products along PyTorch's contiguous weight
@@ -145,7 +159,7 @@ void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& o
         .vectorize(xi)
         .unroll(ci);
   }
-  parallelRows(output, options, double(shape.elements()));
+  parallelRows(output, options, double(shape.elements()), shape.height());
 }
 
 namespace {

@@ -31,9 +31,16 @@ int floatVectorWidth(const Halide::Target& target);
 // already parallel example, nor for a single small example.
 bool runsInParallel(const ScheduleOptions& options, double flops);
 
-// Rows (and examples) as parallel tasks. A single example whose work is
-// below about 2 MFLOP stays on one thread: waking the thread pool costs more.
-void parallelRows(Halide::Func f, const ScheduleOptions& options, double flops);
+// Rows (and examples) as parallel tasks, several rows a task when a row is
+// little work: Halide's thread pool takes a lock to hand out each task, so
+// thousands of tiny tasks (a LeNet-5 step had 7,000) spent more time there
+// than computing. `flops` is one example's work over its `rows` rows. A
+// single example whose work is below about 2 MFLOP stays on one thread:
+// waking the thread pool costs more.
+void parallelRows(Halide::Func f, const ScheduleOptions& options, double flops, int64_t rows);
+
+// `var` as parallel tasks of enough iterations for about 256 kFLOP each.
+void parallelTasks(Halide::Stage stage, const Halide::Var& var, double flopsPerIteration);
 
 // True for layers whose output is computed where it is used (elementwise
 // layers, flatten, dropout at inference) instead of stored.

@@ -1,17 +1,23 @@
-#include "SpinningPool.h"
+#include "ThreadPool.h"
 
 #include <HalideRuntime.h>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-namespace cnnc::bench {
+// Weak: the Halide runtime in a generated library defines it; a program
+// without one (the runtime's own tests) has no parallel loops to run.
+extern "C" halide_do_par_for_t halide_set_custom_do_par_for(halide_do_par_for_t) __attribute__((weak));
+
+namespace cnnc {
 namespace {
 
 // The current job's claim word: generation (22 bits) | next task index
@@ -126,7 +132,7 @@ int spinningDoParFor(void* userContext, halide_task_t task, int min, int size, u
 }  // namespace
 
 void installSpinningPool(int threads, int spinMicroseconds) {
-  if (pool) return;
+  if (pool || !halide_set_custom_do_par_for) return;
   pool = new Pool;  // lives as long as the process: Halide may call it until exit
   pool->spin = std::chrono::microseconds(spinMicroseconds);
   for (int t = 1; t < threads; ++t) pool->workers.emplace_back(workerLoop, std::ref(*pool));
@@ -134,4 +140,22 @@ void installSpinningPool(int threads, int spinMicroseconds) {
   pool->fallback = halide_set_custom_do_par_for(spinningDoParFor);
 }
 
-}  // namespace cnnc::bench
+}  // namespace cnnc
+
+namespace cnnc {
+
+void installDefaultThreadPool() {
+  static const bool installed = [] {
+    const char* spin = std::getenv("CNNC_SPIN_US");
+    int spinMicroseconds = spin ? std::atoi(spin) : 1000;
+    if (spinMicroseconds <= 0) return false;
+    const char* threads = std::getenv("HL_NUM_THREADS");
+    int count = threads && std::atoi(threads) > 0 ? std::atoi(threads)
+                                                  : static_cast<int>(std::thread::hardware_concurrency());
+    installSpinningPool(std::max(count, 1), spinMicroseconds);
+    return true;
+  }();
+  (void)installed;
+}
+
+}  // namespace cnnc
