@@ -28,8 +28,8 @@ static double millisecondsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-static int serve(const std::string& path, int batch, const std::string& weights, const std::string& inputPath,
-                 const std::string& outputPath) {
+static int serve(const std::string& path, int batch, const std::string& weights,
+                 const std::string& inputPath, const std::string& outputPath) {
   Diagnostics diags;
   std::optional<SourceFile> source;
   std::optional<Network> net = analyzeFile(path, diags, source);
@@ -52,7 +52,8 @@ static int serve(const std::string& path, int batch, const std::string& weights,
   inDims.push_back(batch);
   Halide::Buffer<float> input(inDims);
   std::ifstream in(inputPath, std::ios::binary);
-  in.read(reinterpret_cast<char*>(input.data()), static_cast<std::streamsize>(input.size_in_bytes()));
+  in.read(reinterpret_cast<char*>(input.data()),
+          static_cast<std::streamsize>(input.size_in_bytes()));
   if (!in) throw std::runtime_error("short input file " + inputPath);
   lowered.input.set(input);
 
@@ -74,7 +75,8 @@ static int serve(const std::string& path, int batch, const std::string& weights,
   Halide::Buffer<float> result(outDims);
   pipeline.realize(result);
   std::ofstream(outputPath, std::ios::binary)
-      .write(reinterpret_cast<const char*>(result.data()), static_cast<std::streamsize>(result.size_in_bytes()));
+      .write(reinterpret_cast<const char*>(result.data()),
+             static_cast<std::streamsize>(result.size_in_bytes()));
   std::cout << fmt::format("ready {:.0f}", millisecondsSince(start)) << std::endl;
 
   for (std::string line; std::getline(std::cin, line);) {
@@ -101,7 +103,8 @@ int main(int argc, char** argv) {
       std::cout << fmt::format("{:.1f}", measurePeakGflops(std::stoi(args[1]), 0.5)) << std::endl;
       return 0;
     }
-    if (args.size() == 6 && args[0] == "serve") return serve(args[1], std::stoi(args[2]), args[3], args[4], args[5]);
+    if (args.size() == 6 && args[0] == "serve")
+      return serve(args[1], std::stoi(args[2]), args[3], args[4], args[5]);
   } catch (const std::exception& e) {
     std::cerr << "cnnc_bench: " << e.what() << "\n";
     return 1;

@@ -15,15 +15,15 @@
 //       of 2 threads in GFLOP/s, measured for about MS ms in this process,
 //       between the timed turns.
 // Threads: HL_NUM_THREADS (bench/conv_torch.py sets 2). CNNC_SPIN_US=U > 0
-// runs the parallel loops on the runtime's spinning pool (runtime/ThreadPool.h) (workers spin U µs after
-// each loop before they sleep) instead of Halide's own.
+// runs the parallel loops on the runtime's spinning pool (runtime/ThreadPool.h) (workers spin U µs
+// after each loop before they sleep) instead of Halide's own.
 #include <HalideBuffer.h>
 #include <HalideRuntime.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -70,7 +70,8 @@ static int serve(const std::string& id, const std::string& dir) {
   };
   call();
   std::ofstream(dir + "/y.bin", std::ios::binary)
-      .write(reinterpret_cast<const char*>(y.data()), static_cast<std::streamsize>(y.size_in_bytes()));
+      .write(reinterpret_cast<const char*>(y.data()),
+             static_cast<std::streamsize>(y.size_in_bytes()));
   std::cout << "ready" << std::endl;
   for (std::string line; std::getline(std::cin, line);) {
     std::istringstream words(line);
@@ -89,7 +90,8 @@ static int serve(const std::string& id, const std::string& dir) {
       auto t0 = Clock::now();
       call();
       char buf[32];
-      std::snprintf(buf, sizeof buf, "%.4f ", std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      std::snprintf(buf, sizeof buf, "%.4f ",
+                    std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       times += buf;
     }
     std::cout << times << std::endl;
@@ -107,15 +109,17 @@ int main(int argc, char** argv) {
     if (args.size() == 1 && args[0] == "list") {
       for (const ConvWorkload& w : convWorkloads()) {
         const Conv2DShape& s = w.shape;
-        std::printf("%s %d %d %d %d %d %d %d %d %s\n", w.id.c_str(), s.channels, s.filters, s.kernelW, s.strideX,
-                    s.padX, s.width, s.height, w.batch, s.activation == ConvActivation::ReLU ? "relu" : "none");
+        std::printf("%s %d %d %d %d %d %d %d %d %s\n", w.id.c_str(), s.channels, s.filters,
+                    s.kernelW, s.strideX, s.padX, s.width, s.height, w.batch,
+                    s.activation == ConvActivation::ReLU ? "relu" : "none");
       }
       return 0;
     }
     if (args.size() == 3 && args[0] == "serve") {
       const char* spin = std::getenv("CNNC_SPIN_US");
       const char* threads = std::getenv("HL_NUM_THREADS");
-      if (spin && std::atoi(spin) > 0) installSpinningPool(threads ? std::atoi(threads) : 2, std::atoi(spin));
+      if (spin && std::atoi(spin) > 0)
+        installSpinningPool(threads ? std::atoi(threads) : 2, std::atoi(spin));
       return serve(args[1], args[2]);
     }
   } catch (const std::exception& e) {

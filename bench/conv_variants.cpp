@@ -27,10 +27,12 @@ using namespace cnnc;
 using namespace cnnc::bench;
 using Buffer = Halide::Runtime::Buffer<float>;
 
-static void timeWorkload(const ConvWorkload& w, const std::vector<const Variant*>& variants, int reps, double peak) {
+static void timeWorkload(const ConvWorkload& w, const std::vector<const Variant*>& variants,
+                         int reps, double peak) {
   const Conv2DShape& s = w.shape;
-  Buffer x(s.channels, s.width, s.height, w.batch), weight(s.kernelW, s.kernelH, s.channelsPerGroup(), s.filters),
-      bias(s.filters), first(s.filters, s.outWidth(), s.outHeight(), w.batch),
+  Buffer x(s.channels, s.width, s.height, w.batch),
+      weight(s.kernelW, s.kernelH, s.channelsPerGroup(), s.filters), bias(s.filters),
+      first(s.filters, s.outWidth(), s.outHeight(), w.batch),
       y(s.filters, s.outWidth(), s.outHeight(), w.batch);
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
@@ -43,7 +45,8 @@ static void timeWorkload(const ConvWorkload& w, const std::vector<const Variant*
   double gflop = s.flopsPerExample() * w.batch / 1e9;
   std::printf("%s: %s N=%d, %.3f GFLOP\n", w.id.c_str(), s.str().c_str(), w.batch, gflop);
   auto call = [&](size_t v, Buffer& out) {
-    return variants[v]->fn(x.raw_buffer(), packed[v].raw_buffer(), bias.raw_buffer(), out.raw_buffer());
+    return variants[v]->fn(x.raw_buffer(), packed[v].raw_buffer(), bias.raw_buffer(),
+                           out.raw_buffer());
   };
   call(0, first);
   std::vector<double> diffs;
@@ -61,22 +64,25 @@ static void timeWorkload(const ConvWorkload& w, const std::vector<const Variant*
     for (size_t v = 0; v < variants.size(); ++v) {
       auto t0 = std::chrono::steady_clock::now();
       call(v, y);
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (round >= 0) times[v].push_back(ms);
     }
   for (size_t v = 0; v < variants.size(); ++v) {
     std::vector<double>& t = times[v];
     std::sort(t.begin(), t.end());
     double med = t[t.size() / 2];
-    std::printf("  median %8.3f  min %8.3f ms  %6.1f GFLOP/s  %5.1f%%  %s%s\n", med, t[0], gflop / med * 1e3,
-                100 * gflop / med * 1e3 / peak, variants[v]->spec, diffs[v] <= 1e-5 ? "" : "  DIFFERS");
+    std::printf("  median %8.3f  min %8.3f ms  %6.1f GFLOP/s  %5.1f%%  %s%s\n", med, t[0],
+                gflop / med * 1e3, 100 * gflop / med * 1e3 / peak, variants[v]->spec,
+                diffs[v] <= 1e-5 ? "" : "  DIFFERS");
   }
 }
 
 int main(int argc, char** argv) {
   int reps = argc > 1 ? std::atoi(argv[1]) : 10;
   const char* env = std::getenv("HL_NUM_THREADS");
-  const char* spin = std::getenv("CNNC_SPIN_US");  // > 0: the runtime's spinning pool (runtime/ThreadPool.h) instead of Halide's
+  const char* spin = std::getenv("CNNC_SPIN_US");  // > 0: the runtime's spinning pool
+                                                   // (runtime/ThreadPool.h) instead of Halide's
   if (spin && std::atoi(spin) > 0) installSpinningPool(env ? std::atoi(env) : 2, std::atoi(spin));
   double peak = measurePeakGflops(env ? std::atoi(env) : 2, 0.3);
   std::printf("peak %.1f GFLOP/s\n", peak);

@@ -41,7 +41,8 @@ class ScratchDirectory {
     path_ = parent / fmt::format(".cnnc-{:08x}", entropy());
     std::error_code error;
     if (!fs::create_directory(path_, error))
-      throw EmitError(fmt::format("cannot create a scratch directory in '{}': {}", parent.string(), error.message()));
+      throw EmitError(fmt::format("cannot create a scratch directory in '{}': {}", parent.string(),
+                                  error.message()));
   }
   ~ScratchDirectory() {
     std::error_code ignored;
@@ -73,9 +74,10 @@ Halide::Target parseTarget(const std::string& text) {
     target = Halide::get_host_target();
   } else {
     if (!Halide::Target::validate_target_string(text))
-      throw EmitError(fmt::format("invalid --target '{}' (a Halide target string such as "
-                                  "x86-64-linux-avx2-fma, or host)",
-                                  text));
+      throw EmitError(
+          fmt::format("invalid --target '{}' (a Halide target string such as "
+                      "x86-64-linux-avx2-fma, or host)",
+                      text));
     target = Halide::Target(text);
   }
   return target.with_feature(Halide::Target::NoRuntime);
@@ -88,7 +90,8 @@ template <typename BufferLike>
 void pinLayout(BufferLike buffer, const Shape& shape) {
   std::vector<int> extents;
   if (shape.isImage())
-    extents = {static_cast<int>(shape.width()), static_cast<int>(shape.height()), static_cast<int>(shape.channels())};
+    extents = {static_cast<int>(shape.width()), static_cast<int>(shape.height()),
+               static_cast<int>(shape.channels())};
   else
     extents = {static_cast<int>(shape.dims[0])};
   Halide::Expr stride = 1;
@@ -126,7 +129,8 @@ Halide::Module forwardModule(const Network& net, const Halide::Target& target, b
 
 // Every layer's output, for Model::activations (batchnorms not folded, so
 // that a conv's own output is what it shows).
-Halide::Module activationsModule(const Network& net, const Halide::Target& target, const std::string& name) {
+Halide::Module activationsModule(const Network& net, const Halide::Target& target,
+                                 const std::string& name) {
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, /*foldBatchNorms=*/false);
   scheduleForward(net, lowered, ScheduleOptions{target, false});
   std::vector<Halide::Func> outputs;
@@ -142,7 +146,8 @@ Halide::Module activationsModule(const Network& net, const Halide::Target& targe
 
 // The train step: input, labels or targets, parameters, dropout seed ->
 // loss, a gradient or new running statistic per parameter, the output.
-Halide::Module trainStepModule(const Network& net, const Halide::Target& target, const std::string& name) {
+Halide::Module trainStepModule(const Network& net, const Halide::Target& target,
+                               const std::string& name) {
   LoweredTraining training = lowerTraining(net);
   scheduleTraining(net, training, ScheduleOptions{target, false});
   std::vector<Halide::Func> outputs = trainStepOutputs(training);
@@ -167,7 +172,8 @@ Halide::Module trainStepModule(const Network& net, const Halide::Target& target,
 // and in place (each element is read before it is written, in one loop):
 // torch.optim.SGD's or torch.optim.Adam's rule (runtime/Model.h gives the
 // argument order).
-Halide::Module optimizerModule(const Network& net, const Halide::Target& target, const std::string& name) {
+Halide::Module optimizerModule(const Network& net, const Halide::Target& target,
+                               const std::string& name) {
   using Halide::Expr;
   Halide::Var i("i");
   Halide::ImageParam param(Halide::Float(32), 1, "param"), grad(Halide::Float(32), 1, "grad");
@@ -177,8 +183,8 @@ Halide::Module optimizerModule(const Network& net, const Halide::Target& target,
   Expr g = grad(i) + weightDecay * param(i);
   if (net.train->identAttr("optimizer") == "adam") {
     Halide::ImageParam m(Halide::Float(32), 1, "exp_avg"), v(Halide::Float(32), 1, "exp_avg_sq");
-    Halide::Param<float> beta1("beta1"), beta2("beta2"), eps("eps"), correction1("bias_correction1"),
-        correction2("bias_correction2");
+    Halide::Param<float> beta1("beta1"), beta2("beta2"), eps("eps"),
+        correction1("bias_correction1"), correction2("bias_correction2");
     Expr newM = beta1 * m(i) + (1.0f - beta1) * g;
     Expr newV = beta2 * v(i) + (1.0f - beta2) * g * g;
     Expr denom = Halide::sqrt(newV) / Halide::sqrt(correction2) + eps;
@@ -195,7 +201,9 @@ Halide::Module optimizerModule(const Network& net, const Halide::Target& target,
   }
   int vec = floatVectorWidth(target);
   Halide::Var io("io"), ii("ii");
-  update.compute_root().split(i, io, ii, vec * 256, Halide::TailStrategy::GuardWithIf).parallel(io)
+  update.compute_root()
+      .split(i, io, ii, vec * 256, Halide::TailStrategy::GuardWithIf)
+      .parallel(io)
       .vectorize(ii, vec, Halide::TailStrategy::GuardWithIf);
   return Halide::Pipeline(update).compile_to_module(args, name, target);
 }
@@ -213,7 +221,8 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
   std::vector<PipelineJob> jobs;
   // The largest first, so that the parallel compiles finish together.
   if (net.train && options.training)
-    jobs.push_back({"train step", prefix + "_train_step", [&net](const std::string& name, const Halide::Target& t) {
+    jobs.push_back({"train step", prefix + "_train_step",
+                    [&net](const std::string& name, const Halide::Target& t) {
                       return trainStepModule(net, t, name);
                     }});
   jobs.push_back({"forward (batch N)", prefix + "_forward",
@@ -224,7 +233,8 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
                   [&net, overrides](const std::string& name, const Halide::Target& t) {
                     return forwardModule(net, t, true, *overrides, name);
                   }});
-  jobs.push_back({"activations", prefix + "_activations", [&net](const std::string& name, const Halide::Target& t) {
+  jobs.push_back({"activations", prefix + "_activations",
+                  [&net](const std::string& name, const Halide::Target& t) {
                     return activationsModule(net, t, name);
                   }});
   if (net.train && options.training)
@@ -285,8 +295,10 @@ std::vector<Halide::Target> parseTargets(const std::string& text) {
   size_t begin = 0;
   while (true) {
     size_t comma = text.find(',', begin);
-    std::string one = text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
-    if (one.empty()) throw EmitError(fmt::format("invalid --target '{}': an empty target in the list", text));
+    std::string one =
+        text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    if (one.empty())
+      throw EmitError(fmt::format("invalid --target '{}': an empty target in the list", text));
     targets.push_back(parseTarget(one));
     if (comma == std::string::npos) break;
     begin = comma + 1;
@@ -294,7 +306,8 @@ std::vector<Halide::Target> parseTargets(const std::string& text) {
   for (const Halide::Target& t : targets) {
     if (t.os != targets[0].os || t.arch != targets[0].arch || t.bits != targets[0].bits)
       throw EmitError(fmt::format(
-          "invalid --target '{}': the targets of one library must share architecture, bits and OS ({} and {})",
+          "invalid --target '{}': the targets of one library must share architecture, bits and OS "
+          "({} and {})",
           text, Halide::Target(targets[0].os, targets[0].arch, targets[0].bits).to_string(),
           Halide::Target(t.os, t.arch, t.bits).to_string()));
   }
@@ -309,7 +322,8 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
   fs::path library = options.libraryPath;
   ScratchDirectory scratch(library);
 
-  bool wantLibrary = options.emit.count("lib") || options.emit.count("stmt") || options.emit.count("assembly");
+  bool wantLibrary =
+      options.emit.count("lib") || options.emit.count("stmt") || options.emit.count("assembly");
   if (wantLibrary) {
     // Each pipeline is lowered and compiled in a process of its own, into a
     // folder of its own: with several targets, Halide's compile_multitarget
@@ -334,12 +348,15 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
                               return;
                             }
                             std::vector<std::string> suffixes;
-                            for (const Halide::Target& t : targets) suffixes.push_back(variantSuffix(t));
-                            Halide::compile_multitarget(job.function, outputs, targets, suffixes, job.build);
+                            for (const Halide::Target& t : targets)
+                              suffixes.push_back(variantSuffix(t));
+                            Halide::compile_multitarget(job.function, outputs, targets, suffixes,
+                                                        job.build);
                           }});
     }
     std::string targetNames;
-    for (const Halide::Target& t : targets) targetNames += (targetNames.empty() ? "" : ", ") + t.to_string();
+    for (const Halide::Target& t : targets)
+      targetNames += (targetNames.empty() ? "" : ", ") + t.to_string();
     runChildJobs(children, availableCores(), [&](const std::string& description, double seconds) {
       log("compile", fmt::format("{} for {} in {:.1f} s", description, targetNames, seconds));
     });
@@ -355,7 +372,8 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
         objects.push_back(flat.string());
       }
       for (const fs::path& stmt : filesWithExtension(folder, ".stmt")) stmts.push_back(stmt);
-      for (const fs::path& assembly : filesWithExtension(folder, ".s")) assemblies.push_back(assembly);
+      for (const fs::path& assembly : filesWithExtension(folder, ".s"))
+        assemblies.push_back(assembly);
     }
     fs::path stem = library;
     stem.replace_extension();
@@ -369,7 +387,8 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     }
 
     if (options.emit.count("lib")) {
-      Halide::Target runtimeTarget = targets.size() == 1 ? targets[0] : commonRuntimeTarget(targets);
+      Halide::Target runtimeTarget =
+          targets.size() == 1 ? targets[0] : commonRuntimeTarget(targets);
       Halide::compile_standalone_runtime((scratch / "halide_runtime.o").string(), runtimeTarget);
       writeBytes(scratch / "cnnc_runtime.o", cnnc_runtime_objects_begin,
                  static_cast<size_t>(cnnc_runtime_objects_end - cnnc_runtime_objects_begin));

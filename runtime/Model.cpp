@@ -35,7 +35,9 @@ class HostBuffer {
   }
   HostBuffer(const HostBuffer&) = delete;
   halide_buffer_t* get() { return &buffer_; }
-  void setHost(const void* data) { buffer_.host = reinterpret_cast<uint8_t*>(const_cast<void*>(data)); }
+  void setHost(const void* data) {
+    buffer_.host = reinterpret_cast<uint8_t*>(const_cast<void*>(data));
+  }
 
  private:
   halide_buffer_t buffer_{};
@@ -103,7 +105,8 @@ struct ModelBase::TrainBuffers {
     std::vector<void*> arguments;
   };
   std::vector<Update> updates;
-  float lr = 0, momentum = 0, weightDecay = 0, beta1 = 0, beta2 = 0, eps = 0, correction1 = 0, correction2 = 0;
+  float lr = 0, momentum = 0, weightDecay = 0, beta1 = 0, beta2 = 0, eps = 0, correction1 = 0,
+        correction2 = 0;
   bool nesterov = false;
 };
 
@@ -288,15 +291,15 @@ float ModelBase::train_step(const float* x, const int32_t* labels, int n) {
   if (!labels) throw Error("train_step: null labels pointer");
   for (int i = 0; i < n; ++i)
     if (labels[i] < 0 || labels[i] >= info_.outputSize)
-      throw Error("train_step: label " + std::to_string(labels[i]) + " of example " + std::to_string(i) +
-                  " is outside [0, " + std::to_string(info_.outputSize) + ")");
+      throw Error("train_step: label " + std::to_string(labels[i]) + " of example " +
+                  std::to_string(i) + " is outside [0, " + std::to_string(info_.outputSize) + ")");
   return trainStepWith(x, labels, false, n);
 }
 
 float ModelBase::train_step(const float* x, const float* targets, int n) {
   if (std::string(trainConfig().loss) != "mse")
-    throw Error("train_step: network '" + std::string(info_.name) + "' trains with " + trainConfig().loss +
-                " and takes int32 labels, not float targets");
+    throw Error("train_step: network '" + std::string(info_.name) + "' trains with " +
+                trainConfig().loss + " and takes int32 labels, not float targets");
   if (!targets) throw Error("train_step: null targets pointer");
   return trainStepWith(x, targets, true, n);
 }
@@ -326,15 +329,18 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
       return b->buffers.back().get();
     };
     b->input = add(x, batchDims(info_.inputRank, info_.inputShape, n));
-    b->labels = add(nullptr, targets ? batchDims(last.rank, last.shape, n) : std::vector<int64_t>{n});
+    b->labels =
+        add(nullptr, targets ? batchDims(last.rank, last.shape, n) : std::vector<int64_t>{n});
     if (!targets) b->labels->get()->type = halide_type_t(halide_type_int, 32, 1);
     for (int i = 0; i < info_.paramCount; ++i)
-      b->params.push_back(add(params_[i].data(), reversed(info_.params[i].shape, info_.params[i].rank)));
+      b->params.push_back(
+          add(params_[i].data(), reversed(info_.params[i].shape, info_.params[i].rank)));
     b->arguments.push_back(&b->dropoutSeed);
     b->lossBuffer = std::make_unique<HostBuffer>(&b->loss, std::vector<int64_t>{});
     b->arguments.push_back(b->lossBuffer->get());
     for (int i = 0; i < info_.paramCount; ++i)
-      b->outputs.push_back(add(stepOutputs_[i].data(), reversed(info_.params[i].shape, info_.params[i].rank)));
+      b->outputs.push_back(
+          add(stepOutputs_[i].data(), reversed(info_.params[i].shape, info_.params[i].rank)));
     b->output = add(trainOutputs_.data(), batchDims(last.rank, last.shape, n));
 
     b->updates.resize(info_.paramCount);
@@ -351,10 +357,11 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
       view(slots_[0][i]);
       if (adam) view(slots_[1][i]);
       if (adam)
-        u.arguments.insert(u.arguments.end(), {&b->lr, &b->beta1, &b->beta2, &b->eps, &b->weightDecay,
-                                               &b->correction1, &b->correction2});
+        u.arguments.insert(u.arguments.end(), {&b->lr, &b->beta1, &b->beta2, &b->eps,
+                                               &b->weightDecay, &b->correction1, &b->correction2});
       else
-        u.arguments.insert(u.arguments.end(), {&b->lr, &b->momentum, &b->weightDecay, &b->nesterov});
+        u.arguments.insert(u.arguments.end(),
+                           {&b->lr, &b->momentum, &b->weightDecay, &b->nesterov});
       // The outputs alias the inputs: the update is elementwise, in place.
       u.arguments.push_back(u.views[0]->get());
       u.arguments.push_back(u.views[2]->get());
@@ -380,12 +387,13 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
     if (adam) views[3]->setHost(slots_[1][i].data());
   }
   // A fresh dropout mask every step, reproducible from the seed.
-  b.dropoutSeed = static_cast<uint32_t>(Random(dropoutSeed_ * 0x9E3779B97F4A7C15ull + steps_).next() >> 32);
+  b.dropoutSeed =
+      static_cast<uint32_t>(Random(dropoutSeed_ * 0x9E3779B97F4A7C15ull + steps_).next() >> 32);
 
   int status = config.trainStep(b.arguments.data());
   if (status != 0)
-    throw Error("train step of network '" + std::string(info_.name) + "' failed with Halide error " +
-                std::to_string(status));
+    throw Error("train step of network '" + std::string(info_.name) +
+                "' failed with Halide error " + std::to_string(status));
   float loss = b.loss;
 
   ++steps_;
@@ -406,8 +414,8 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
     }
     status = config.optimizerUpdate(b.updates[i].arguments.data());
     if (status != 0)
-      throw Error(std::string("optimizer update of '") + info_.params[i].name + "' failed with Halide error " +
-                  std::to_string(status));
+      throw Error(std::string("optimizer update of '") + info_.params[i].name +
+                  "' failed with Halide error " + std::to_string(status));
   }
   activationsValid_ = false;
   return loss;

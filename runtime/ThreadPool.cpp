@@ -15,7 +15,8 @@
 
 // Weak: the Halide runtime in a generated library defines it; a program
 // without one (the runtime's own tests) has no parallel loops to run.
-extern "C" halide_do_par_for_t halide_set_custom_do_par_for(halide_do_par_for_t) __attribute__((weak));
+extern "C" halide_do_par_for_t halide_set_custom_do_par_for(halide_do_par_for_t)
+    __attribute__((weak));
 
 namespace cnnc {
 namespace {
@@ -29,8 +30,8 @@ constexpr uint64_t kMask21 = (uint64_t(1) << 21) - 1;
 
 struct Pool {
   std::atomic<uint64_t> claim{0};
-  std::atomic<int> done{0};    // tasks finished in the current job
-  std::atomic<int> error{0};   // first nonzero task result
+  std::atomic<int> done{0};   // tasks finished in the current job
+  std::atomic<int> error{0};  // first nonzero task result
   std::atomic<int> sleepers{0};
   std::atomic<bool> stop{false};
   // The current job; written before its claim word is published.
@@ -49,7 +50,9 @@ struct Pool {
 Pool* pool = nullptr;
 thread_local bool inJob = false;
 
-uint64_t generationOf(uint64_t word) { return word >> kGenShift; }
+uint64_t generationOf(uint64_t word) {
+  return word >> kGenShift;
+}
 
 // Runs tasks of the job published in `word` until none are left unclaimed.
 void work(Pool& p, uint64_t word) {
@@ -57,7 +60,9 @@ void work(Pool& p, uint64_t word) {
   for (;;) {
     uint64_t index = (word >> kIndexShift) & kMask21, count = word & kMask21;
     if (generationOf(word) != gen || index >= count) return;
-    if (!p.claim.compare_exchange_weak(word, word + (uint64_t(1) << kIndexShift), std::memory_order_acq_rel)) continue;
+    if (!p.claim.compare_exchange_weak(word, word + (uint64_t(1) << kIndexShift),
+                                       std::memory_order_acq_rel))
+      continue;
     // Claimed: the job cannot finish (nor its fields change) before this
     // task is counted done.
     int result = p.task(p.userContext, p.min + int(index), p.closure);
@@ -83,9 +88,7 @@ void workerLoop(Pool& p) {
         if (std::chrono::steady_clock::now() - idleSince > p.spin) {
           std::unique_lock<std::mutex> lock(p.sleepMutex);
           p.sleepers.fetch_add(1);  // seq_cst: pairs with the publisher's load
-          p.wake.wait(lock, [&] {
-            return p.stop.load() || generationOf(p.claim.load()) != seen;
-          });
+          p.wake.wait(lock, [&] { return p.stop.load() || generationOf(p.claim.load()) != seen; });
           p.sleepers.fetch_sub(1);
           if (p.stop.load()) return;
           idleSince = std::chrono::steady_clock::now();
@@ -106,7 +109,8 @@ int spinningDoParFor(void* userContext, halide_task_t task, int min, int size, u
     return 0;
   };
   if (size <= 1 || inJob) return serial();
-  if (uint64_t(size) > kMask21 || p.workers.empty()) return p.fallback(userContext, task, min, size, closure);
+  if (uint64_t(size) > kMask21 || p.workers.empty())
+    return p.fallback(userContext, task, min, size, closure);
   std::unique_lock<std::mutex> job(p.jobMutex, std::try_to_lock);
   if (!job.owns_lock()) return serial();
   p.task = task;
@@ -150,8 +154,9 @@ void installDefaultThreadPool() {
     int spinMicroseconds = spin ? std::atoi(spin) : 1000;
     if (spinMicroseconds <= 0) return false;
     const char* threads = std::getenv("HL_NUM_THREADS");
-    int count = threads && std::atoi(threads) > 0 ? std::atoi(threads)
-                                                  : static_cast<int>(std::thread::hardware_concurrency());
+    int count = threads && std::atoi(threads) > 0
+                    ? std::atoi(threads)
+                    : static_cast<int>(std::thread::hardware_concurrency());
     installSpinningPool(std::max(count, 1), spinMicroseconds);
     return true;
   }();

@@ -17,14 +17,16 @@ namespace {
 // last vector of a row either reads past the width into padding, which
 // reads as zeros at any column, or shifts inwards (a row of a vector or more).
 bool columnVectorsFit(const Layer& layer, int vec) {
-  return layer.sizeAttr("stride").w == 1 && (layer.sizeAttr("pad").w > 0 || layer.outputShape.width() >= vec);
+  return layer.sizeAttr("stride").w == 1 &&
+         (layer.sizeAttr("pad").w > 0 || layer.outputShape.width() >= vec);
 }
 
 // Column vectors: every filter x as many rows as the accumulators allow,
 // a divisor of the height when one is at least half that.
 void setColumnTile(Conv2DKnobs& knobs, const Layer& layer, int accumulators) {
   int64_t filters = layer.outputShape.channels(), height = layer.outputShape.height();
-  int rows = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(accumulators / filters, height)));
+  int rows =
+      static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(accumulators / filters, height)));
   knobs.tileY = rows;
   for (int r = rows; r >= std::max(1, rows / 2); --r)
     if (height % r == 0) {
@@ -62,11 +64,13 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
   // shifts inwards and recomputes columns (28 columns in tiles of 20 compute
   // 40; in tiles of 14, 28).
   int64_t width = layer.outputShape.width();
-  int widest = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(accumulators / knobs.channelVectors, width)));
+  int widest = static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(accumulators / knobs.channelVectors, width)));
   auto computed = [&](int tile) { return (width + tile - 1) / tile * tile; };
   knobs.tileX = widest;
   for (int tile = widest - 1; tile >= std::max(1, widest / 2); --tile)
-    if (computed(tile) < computed(knobs.tileX) && computed(tile) * 10 < computed(widest) * 9) knobs.tileX = tile;
+    if (computed(tile) < computed(knobs.tileX) && computed(tile) * 10 < computed(widest) * 9)
+      knobs.tileX = tile;
   int64_t inputChannels = input.channels() / layer.intAttr("groups");
   knobs.reductionUnroll = inputChannels % 2 == 0 ? 2 : 1;
   Size2 pad = layer.sizeAttr("pad");
@@ -92,9 +96,11 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
 void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const Layer& layer) {
   for (const Attribute& a : values) {
     if (a.key == "vector_width") knobs.vectorWidth = static_cast<int>(std::get<int64_t>(a.value));
-    if (a.key == "channel_vectors") knobs.channelVectors = static_cast<int>(std::get<int64_t>(a.value));
+    if (a.key == "channel_vectors")
+      knobs.channelVectors = static_cast<int>(std::get<int64_t>(a.value));
     if (a.key == "tile_x") knobs.tileX = static_cast<int>(std::get<int64_t>(a.value));
-    if (a.key == "reduction_unroll") knobs.reductionUnroll = static_cast<int>(std::get<int64_t>(a.value));
+    if (a.key == "reduction_unroll")
+      knobs.reductionUnroll = static_cast<int>(std::get<int64_t>(a.value));
     if (a.key == "materialize_input") knobs.materializeInput = std::get<bool>(a.value);
     if (a.key == "vectorize_columns") knobs.vectorizeColumns = std::get<bool>(a.value);
     if (a.key == "tile_y") knobs.tileY = static_cast<int>(std::get<int64_t>(a.value));
@@ -118,10 +124,14 @@ namespace {
 void scheduleColumnVectors(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
                            const ScheduleOptions& options) {
   const auto& [c, x, y, n] = layerVars();
-  Func out = lowered.value.func, conv = lowered.stages.at("conv"), input = lowered.stages.at("input");
+  Func out = lowered.value.func, conv = lowered.stages.at("conv"),
+       input = lowered.stages.at("input");
   int vec = knobs.vectorWidth, filters = static_cast<int>(layer.outputShape.channels());
   int width = static_cast<int>(layer.outputShape.width());
-  input.compute_root().reorder_storage(x, c, y, n).reorder(x, c, y, n).vectorize(x, vec, TailStrategy::GuardWithIf);
+  input.compute_root()
+      .reorder_storage(x, c, y, n)
+      .reorder(x, c, y, n)
+      .vectorize(x, vec, TailStrategy::GuardWithIf);
   parallelRows(input, options, layer.forwardFlops, layer.outputShape.height());
   Var xo("xo"), xi("xi"), yo("yo"), yi("yi");
   bool padded = layer.sizeAttr("pad").w > 0;
@@ -198,12 +208,7 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   const Halide::RDom& r = lowered.reductions.at("conv");
   RVar rc = r.x, rkx = r.y, rky = r.z;
   conv.compute_at(out, xo).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
-  conv.update()
-      .reorder(c, x, y, rc, rkx, rky, n)
-      .vectorize(c, vec)
-      .unroll(c)
-      .unroll(x)
-      .unroll(y);
+  conv.update().reorder(c, x, y, rc, rkx, rky, n).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
   if (knobs.reductionUnroll > 1) conv.update().unroll(rc, knobs.reductionUnroll);
   // The packed weights are read straight from memory: a staging copy per
   // input channel (apps/conv_layer's filter.in()) measured 10% slower here.

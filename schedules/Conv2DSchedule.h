@@ -14,10 +14,10 @@
 namespace cnnc {
 
 struct Conv2DKnobs {
-  int vectorWidth = 16;     // floats per vector: output channels per lane group
-  int channelVectors = 4;   // vectors of output channels in the register tile
-  int tileX = 5;            // output columns in the register tile
-  int reductionUnroll = 2;  // input channels unrolled in the inner loop
+  int vectorWidth = 16;           // floats per vector: output channels per lane group
+  int channelVectors = 4;         // vectors of output channels in the register tile
+  int tileX = 5;                  // output columns in the register tile
+  int reductionUnroll = 2;        // input channels unrolled in the inner loop
   bool materializeInput = false;  // compute the (padded) input once, before the conv
   // Vectors along output columns instead of channels, over a stored input
   // with its columns innermost: for few filters, whose channel vectors

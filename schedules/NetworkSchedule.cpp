@@ -68,8 +68,8 @@ int vectorFor(int64_t channels, int natural) {
   return width;
 }
 
-
-void scheduleChannelwise(const Layer& layer, LoweredLayer& lowered, const ScheduleOptions& options) {
+void scheduleChannelwise(const Layer& layer, LoweredLayer& lowered,
+                         const ScheduleOptions& options) {
   const auto& v = layerVars();
   int vec = vectorFor(layer.outputShape.channels(), floatVectorWidth(options.target));
   lowered.value.func.compute_root().vectorize(v.c, vec, TailStrategy::GuardWithIf);
@@ -80,7 +80,8 @@ void scheduleChannelwise(const Layer& layer, LoweredLayer& lowered, const Schedu
 // rows, the reduction split across vector lanes (4 vectors, so 4 FMA chains).
 // Batches: the weights transposed once per call, then register tiles of
 // units x examples accumulated over the whole reduction.
-void scheduleDense(const Layer& layer, LoweredLayer& lowered, bool inputIsStoredVector, const ScheduleOptions& options) {
+void scheduleDense(const Layer& layer, LoweredLayer& lowered, bool inputIsStoredVector,
+                   const ScheduleOptions& options) {
   const auto& v = layerVars();
   int vec = floatVectorWidth(options.target);
   Func out = lowered.value.func, sum = lowered.stages.at("sum");
@@ -164,7 +165,8 @@ void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& o
 
 namespace {
 
-void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i, const ScheduleOptions& options) {
+void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i,
+                   const ScheduleOptions& options) {
   const Layer& layer = net.layers[i];
   LoweredLayer& lowered_layer = lowered.layers[i];
   if (lowered.folded[i] || isInlined(layer)) {
@@ -185,13 +187,17 @@ void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i, const 
     }
     case LayerKind::Dense: {
       int producer = layer.inputs[0];
-      bool storedVector =
-          producer != kInputIndex && net.shapeOf(producer).isFlat() && !isInlined(net.layers[producer]);
+      bool storedVector = producer != kInputIndex && net.shapeOf(producer).isFlat() &&
+                          !isInlined(net.layers[producer]);
       scheduleDense(layer, lowered_layer, storedVector, options);
       break;
     }
-    case LayerKind::Softmax: scheduleSoftmax(lowered_layer); break;
-    default: scheduleChannelwise(layer, lowered_layer, options); break;
+    case LayerKind::Softmax:
+      scheduleSoftmax(lowered_layer);
+      break;
+    default:
+      scheduleChannelwise(layer, lowered_layer, options);
+      break;
   }
 }
 
@@ -213,7 +219,8 @@ int fusedStackEnd(const Network& net, const LoweredNetwork& lowered) {
       if (in != kInputIndex && in < end) return -1;
   double bytes = 0;
   for (int i = 0; i <= end; ++i)
-    if (!lowered.folded[i] && !isInlined(net.layers[i])) bytes += 4.0 * double(net.layers[i].outputShape.elements());
+    if (!lowered.folded[i] && !isInlined(net.layers[i]))
+      bytes += 4.0 * double(net.layers[i].outputShape.elements());
   return bytes <= kFusedExampleBytes ? end : -1;
 }
 

@@ -42,18 +42,19 @@ std::optional<ScheduleOverrides> parseScheduleFile(const SourceFile& source, con
       }
       int index = net.find(s.name->text);
       if (index < 0) {
-        diags.error(s.name->loc, fmt::format("network '{}' has no layer '{}'{}", net.name, s.name->text,
-                                             didYouMean(s.name->text, layerNames)));
+        diags.error(s.name->loc, fmt::format("network '{}' has no layer '{}'{}", net.name,
+                                             s.name->text, didYouMean(s.name->text, layerNames)));
         continue;
       }
       const Layer& layer = net.layers[index];
       if (s.keyword.text != kindName(layer.kind)) {
-        diags.error(s.keyword.loc, fmt::format("layer '{}' is a {}, not a {}", layer.name, kindName(layer.kind),
-                                               s.keyword.text));
+        diags.error(s.keyword.loc, fmt::format("layer '{}' is a {}, not a {}", layer.name,
+                                               kindName(layer.kind), s.keyword.text));
         continue;
       }
       if (overrides.count(index)) {
-        diags.error(s.name->loc, fmt::format("layer '{}' is scheduled twice in this file", layer.name));
+        diags.error(s.name->loc,
+                    fmt::format("layer '{}' is scheduled twice in this file", layer.name));
         continue;
       }
       const std::vector<KeySpec>& knobs = scheduleKnobs(layer.kind);
@@ -61,22 +62,28 @@ std::optional<ScheduleOverrides> parseScheduleFile(const SourceFile& source, con
       for (const KeySpec& k : knobs) knobNames.push_back(k.name);
       std::vector<Attribute>& values = overrides[index];
       for (const KeyValue& kv : s.keys) {
-        auto spec = std::find_if(knobs.begin(), knobs.end(), [&](const KeySpec& k) { return k.name == kv.key.text; });
+        auto spec = std::find_if(knobs.begin(), knobs.end(),
+                                 [&](const KeySpec& k) { return k.name == kv.key.text; });
         if (spec == knobs.end()) {
-          std::string known = knobs.empty() ? fmt::format(" ({} layers have no knobs yet)", kindName(layer.kind))
-                                            : didYouMean(kv.key.text, knobNames);
-          diags.error(kv.key.loc, fmt::format("unknown knob '{}' for {}{}", kv.key.text, kindName(layer.kind), known));
+          std::string known =
+              knobs.empty() ? fmt::format(" ({} layers have no knobs yet)", kindName(layer.kind))
+                            : didYouMean(kv.key.text, knobNames);
+          diags.error(kv.key.loc, fmt::format("unknown knob '{}' for {}{}", kv.key.text,
+                                              kindName(layer.kind), known));
           continue;
         }
-        bool repeated = std::any_of(values.begin(), values.end(), [&](const Attribute& a) { return a.key == kv.key.text; });
+        bool repeated = std::any_of(values.begin(), values.end(),
+                                    [&](const Attribute& a) { return a.key == kv.key.text; });
         if (repeated) {
-          diags.error(kv.key.loc, fmt::format("knob '{}' given twice for '{}'", kv.key.text, layer.name));
+          diags.error(kv.key.loc,
+                      fmt::format("knob '{}' given twice for '{}'", kv.key.text, layer.name));
           continue;
         }
         if (auto value = parseKeyValue(*spec, kv.value, diags)) {
-          if (spec->name == "vector_width" && std::get<int64_t>(*value) != 4 && std::get<int64_t>(*value) != 8 &&
-              std::get<int64_t>(*value) != 16) {
-            diags.error(kv.value.loc, fmt::format("'vector_width' must be 4, 8 or 16, got {}", kv.value.atoms[0].text));
+          if (spec->name == "vector_width" && std::get<int64_t>(*value) != 4 &&
+              std::get<int64_t>(*value) != 8 && std::get<int64_t>(*value) != 16) {
+            diags.error(kv.value.loc, fmt::format("'vector_width' must be 4, 8 or 16, got {}",
+                                                  kv.value.atoms[0].text));
             continue;
           }
           values.push_back({spec->name, *value});

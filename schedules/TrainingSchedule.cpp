@@ -29,8 +29,10 @@ void storeVectorized(Func f, int vec, int64_t innerExtent, std::set<std::string>
   while (updateVec >= 4 && (innerExtent <= 0 || innerExtent % updateVec != 0)) updateVec /= 2;
   for (int u = 0; u < f.num_update_definitions(); ++u) {
     if (updateVec >= 4 && args.size() > 1) f.update(u).vectorize(args.front(), updateVec);
-    if (args.size() > 1) f.update(u).parallel(args.back());
-    else f.update(u).unscheduled();
+    if (args.size() > 1)
+      f.update(u).parallel(args.back());
+    else
+      f.update(u).unscheduled();
   }
 }
 
@@ -55,11 +57,12 @@ int dividingVector(int64_t extent, int vec) {
 // tile's channels and columns divide the layer's (so the tile never reads
 // past the input's channels); many filters round up to whole vectors (the
 // gradient is zero beyond K). Tasks are kernel rows x tiles.
-void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGradients& grads, int vec,
-                                std::set<std::string>& done) {
+void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGradients& grads,
+                                int vec, std::set<std::string>& done) {
   Func sums = grads.stages.at("grad_weight_sums"), out = grads.params[0];
   const Halide::RDom& r = grads.reductions.at("grad_weight");
-  int64_t filters = layer.intAttr("filters"), inChannels = input.channels() / layer.intAttr("groups");
+  int64_t filters = layer.intAttr("filters"),
+          inChannels = input.channels() / layer.intAttr("groups");
   int64_t kernelWidth = layer.sizeAttr("kernel").w;
   // Fewer filters than a vector: a vector of exactly K lanes, so that the
   // gradient is read over its K channels only (rounding up would read
@@ -69,7 +72,10 @@ void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGra
     // Read over exactly its K channels: whole vectors, no clamped tail.
     Func gradConv = grads.stages.at("grad_conv");
     const auto& lv = layerVars();
-    gradConv.compute_root().bound(lv.c, 0, static_cast<int>(filters)).vectorize(lv.c, lanes).parallel(lv.n);
+    gradConv.compute_root()
+        .bound(lv.c, 0, static_cast<int>(filters))
+        .vectorize(lv.c, lanes)
+        .parallel(lv.n);
     done.insert(gradConv.name());
   }
   int accumulators = vec == 16 ? 12 : 8;  // of 32 or 16 vector registers
@@ -77,11 +83,13 @@ void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGra
   for (int columns = 1; columns <= kernelWidth; ++columns) {
     if (kernelWidth % columns != 0) continue;
     int channels = divisorUpTo(inChannels, accumulators / columns);
-    if (channels * columns > bestChannels * bestColumns) bestChannels = channels, bestColumns = columns;
+    if (channels * columns > bestChannels * bestColumns)
+      bestChannels = channels, bestColumns = columns;
   }
   std::vector<Halide::Var> v = out.args();  // kx, ky, ci, k
   Halide::Var kx = v[0], ky = v[1], ci = v[2], k = v[3];
-  Halide::Var ko("ko"), ki("ki"), cio("cio"), cii("cii"), kxo("kxo"), kxi("kxi"), tile("tile"), task("task");
+  Halide::Var ko("ko"), ki("ki"), cio("cio"), cii("cii"), kxo("kxo"), kxi("kxi"), tile("tile"),
+      task("task");
   out.compute_root()
       .split(k, ko, ki, lanes, TailStrategy::GuardWithIf)
       .split(ci, cio, cii, bestChannels, TailStrategy::GuardWithIf)
@@ -98,7 +106,11 @@ void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGra
       .vectorize(s[0])
       .unroll(s[1])
       .unroll(s[2]);
-  sums.update().reorder(s[0], s[1], s[2], r.x, r.y, r.z, s[3]).vectorize(s[0]).unroll(s[1]).unroll(s[2]);
+  sums.update()
+      .reorder(s[0], s[1], s[2], r.x, r.y, r.z, s[3])
+      .vectorize(s[0])
+      .unroll(s[1])
+      .unroll(s[2]);
   done.insert(sums.name());
   done.insert(out.name());
 
@@ -123,7 +135,8 @@ void scheduleConvWeightGradient(const Layer& layer, const Shape& input, LayerGra
 // A dense layer's weight gradient: a vector of features x up to four units
 // accumulated in registers over the batch (no tails: the vector divides the
 // features, the unit count the units), the units' groups as tasks.
-void scheduleDenseWeightGradient(const Layer& layer, LayerGradients& grads, int vec, std::set<std::string>& done) {
+void scheduleDenseWeightGradient(const Layer& layer, LayerGradients& grads, int vec,
+                                 std::set<std::string>& done) {
   Func out = grads.params[0];
   const Halide::RDom& r = grads.reductions.at("grad_weight");
   int64_t units = layer.params[0].shape[0], features = layer.params[0].shape[1];
@@ -148,7 +161,8 @@ void scheduleDenseWeightGradient(const Layer& layer, LayerGradients& grads, int 
 // examples, summed over the units, so that each weight vector loaded serves
 // four examples (one example at a time streamed the whole weight matrix per
 // example: W4's fc1 ran at 8 GFLOP/s). Tasks are the feature tiles.
-void scheduleDenseInputGradient(const Layer& layer, LayerGradients& grads, int vec, std::set<std::string>& done) {
+void scheduleDenseInputGradient(const Layer& layer, LayerGradients& grads, int vec,
+                                std::set<std::string>& done) {
   Func flat = grads.stages.at("grad_flat");
   const Halide::RDom& r = grads.reductions.at("grad_flat");
   int64_t features = layer.params[0].shape[1];
@@ -171,7 +185,8 @@ void scheduleDenseInputGradient(const Layer& layer, LayerGradients& grads, int v
 
 }  // namespace
 
-void scheduleTraining(const Network& net, LoweredTraining& training, const ScheduleOptions& options) {
+void scheduleTraining(const Network& net, LoweredTraining& training,
+                      const ScheduleOptions& options) {
   int vec = floatVectorWidth(options.target);
   std::set<std::string> done;
   auto store = [&](Func f, int64_t innerExtent) { storeVectorized(f, vec, innerExtent, done); };
@@ -182,7 +197,8 @@ void scheduleTraining(const Network& net, LoweredTraining& training, const Sched
     LoweredLayer& forward = training.network.layers[i];
     // Batch statistics, read by every position of their channel.
     if (layer.kind == LayerKind::BatchNorm)
-      for (const char* stage : {"sum", "mean", "squares", "variance", "inv_std"}) store(forward.stages.at(stage), channels);
+      for (const char* stage : {"sum", "mean", "squares", "variance", "inv_std"})
+        store(forward.stages.at(stage), channels);
     LayerGradients& grads = training.layers[i];
     if (layer.kind == LayerKind::Conv2D && !grads.params.empty())
       scheduleConvWeightGradient(layer, net.shapeOf(layer.inputs[0]), grads, vec, done);
@@ -195,14 +211,19 @@ void scheduleTraining(const Network& net, LoweredTraining& training, const Sched
       Conv2DKnobs knobs = defaultConv2DKnobs(convLayer, layer.outputShape, options.target, true);
       scheduleConv2D(convLayer, conv, knobs, options);
       // Whole register tiles of channels, whatever region the consumers need.
-      conv.value.func.bound(layerVars().c, 0, static_cast<int>(scheduledChannels(convLayer, knobs)));
+      conv.value.func.bound(layerVars().c, 0,
+                            static_cast<int>(scheduledChannels(convLayer, knobs)));
       done.insert(conv.value.func.name());
       for (auto& [name, stage] : conv.stages) done.insert(stage.name());
     }
     for (auto& [name, stage] : grads.stages)
-      store(stage, name == "grad_flat" ? net.shapeOf(layer.inputs[0]).elements() : name == "dot" ? 0 : channels);
-    for (size_t j = 0; j < grads.inputs.size(); ++j) store(grads.inputs[j], net.shapeOf(layer.inputs[j]).channels());
-    for (size_t p = 0; p < grads.params.size(); ++p) store(grads.params[p], layer.params[p].shape.back());
+      store(stage, name == "grad_flat" ? net.shapeOf(layer.inputs[0]).elements()
+                   : name == "dot"     ? 0
+                                       : channels);
+    for (size_t j = 0; j < grads.inputs.size(); ++j)
+      store(grads.inputs[j], net.shapeOf(layer.inputs[j]).channels());
+    for (size_t p = 0; p < grads.params.size(); ++p)
+      store(grads.params[p], layer.params[p].shape.back());
     store(training.gradOutputs[i], channels);
   }
   for (Func& stage : training.lossStages) store(stage, 0);

@@ -1,14 +1,13 @@
 // avgpool: the mean over each window; padded zeros count in the mean
 // (PyTorch's count_include_pad=True).
-#include "Pooling.h"
 #include "../Lowering.h"
+#include "Pooling.h"
 
 namespace cnnc {
 
 LayerKindInfo avgPoolKind() {
   return {LayerKind::AvgPool, "avgpool", poolingKeys(), 1, 1, poolingShape, nullptr, poolingFlops};
 }
-
 
 LoweredLayer avgPoolForward(const ForwardContext& ctx) {
   const auto& [c, x, y, n] = layerVars();
@@ -35,8 +34,9 @@ LayerGradients avgPoolBackward(const BackwardContext& ctx) {
   CoveringWindows cover = coveringWindows(layer, layer.name + "_grad_r");
   Size2 kernel = layer.sizeAttr("kernel");
   Halide::Func grad(layer.name + "_grad_in");
-  grad(c, x, y, n) = Halide::sum(Halide::select(cover.exists, ctx.gradOutput(c, cover.ox, cover.oy, n), 0.0f)) *
-                     (1.0f / static_cast<float>(kernel.h * kernel.w));
+  grad(c, x, y, n) =
+      Halide::sum(Halide::select(cover.exists, ctx.gradOutput(c, cover.ox, cover.oy, n), 0.0f)) *
+      (1.0f / static_cast<float>(kernel.h * kernel.w));
   LayerGradients grads;
   grads.inputs = {grad};
   return grads;

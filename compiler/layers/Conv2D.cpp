@@ -79,14 +79,15 @@ LayerKindInfo conv2dKind() {
           conv2dFlops};
 }
 
-
-// out(k, x, y, n) = act(bias(k) + sum_{ci,kx,ky} in(g*Cg + ci, x*sx - px + kx*dx, y*sy - py + ky*dy, n)
+// out(k, x, y, n) = act(bias(k) + sum_{ci,kx,ky} in(g*Cg + ci, x*sx - px + kx*dx, y*sy - py +
+// ky*dy, n)
 //                                        * w(kx, ky, ci, k)),  g = k / (K/groups)
 LoweredLayer conv2dForward(const ForwardContext& ctx) {
   const auto& [c, x, y, n] = layerVars();
   const Layer& layer = ctx.layer;
   const LoweredValue& in = *ctx.inputs[0];
-  int K = static_cast<int>(layer.intAttr("filters")), groups = static_cast<int>(layer.intAttr("groups"));
+  int K = static_cast<int>(layer.intAttr("filters")),
+      groups = static_cast<int>(layer.intAttr("groups"));
   int Cg = static_cast<int>(in.shape.channels()) / groups, Kg = K / groups;
   Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride");
   Size2 pad = layer.sizeAttr("pad"), dilation = layer.sizeAttr("dilation");
@@ -119,9 +120,12 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   bias(c) = Halide::select(c < K, b, 0.0f);
 
   Halide::RDom r(0, Cg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
-  Halide::Expr inChannel = groups == 1 ? Halide::Expr(r.x) : Halide::min(c / Kg, groups - 1) * Cg + r.x;
-  Halide::Expr ix = x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + r.y * static_cast<int>(dilation.w);
-  Halide::Expr iy = y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.z * static_cast<int>(dilation.h);
+  Halide::Expr inChannel =
+      groups == 1 ? Halide::Expr(r.x) : Halide::min(c / Kg, groups - 1) * Cg + r.x;
+  Halide::Expr ix =
+      x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + r.y * static_cast<int>(dilation.w);
+  Halide::Expr iy =
+      y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.z * static_cast<int>(dilation.h);
   Halide::Func conv(layer.name + "_conv");
   conv(c, x, y, n) = bias(c);
   conv(c, x, y, n) += input(inChannel, ix, iy, n) * weights(c, r.x, r.y, r.z);
@@ -138,9 +142,9 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
 }
 
 // With dz = g * act'(z), group gi = k / Kg and ci the channel within it:
-//   dW(kx, ky, ci, k) = sum_{x,y,n} dz(k, x, y, n) in(gi*Cg + ci, x*sx - px + kx*dx, y*sy - py + ky*dy, n)
-//   db(k)             = sum_{x,y,n} dz(k, x, y, n)
-//   din(c, ix, iy, n) = sum_{kl,kx,ky} dz(gi*Kg + kl, ox, oy, n) W(kx, ky, c - gi*Cg, gi*Kg + kl)
+//   dW(kx, ky, ci, k) = sum_{x,y,n} dz(k, x, y, n) in(gi*Cg + ci, x*sx - px + kx*dx, y*sy - py +
+//   ky*dy, n) db(k)             = sum_{x,y,n} dz(k, x, y, n) din(c, ix, iy, n) = sum_{kl,kx,ky}
+//   dz(gi*Kg + kl, ox, oy, n) W(kx, ky, c - gi*Cg, gi*Kg + kl)
 // where (ox, oy) is the output whose window puts (kx, ky) at (ix, iy), when
 // one exists (the stride divides the offset, and it lies in the output).
 LayerGradients conv2dBackward(const BackwardContext& ctx) {
@@ -149,14 +153,16 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
   const Layer& layer = f.layer;
   const LoweredValue& in = *f.inputs[0];
   const std::string& name = layer.name;
-  int K = static_cast<int>(layer.intAttr("filters")), groups = static_cast<int>(layer.intAttr("groups"));
+  int K = static_cast<int>(layer.intAttr("filters")),
+      groups = static_cast<int>(layer.intAttr("groups"));
   int Cg = static_cast<int>(in.shape.channels()) / groups, Kg = K / groups;
   Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride");
   Size2 pad = layer.sizeAttr("pad"), dilation = layer.sizeAttr("dilation");
   int sx = static_cast<int>(stride.w), sy = static_cast<int>(stride.h);
   int px = static_cast<int>(pad.w), py = static_cast<int>(pad.h);
   int dx = static_cast<int>(dilation.w), dy = static_cast<int>(dilation.h);
-  int outW = static_cast<int>(layer.outputShape.width()), outH = static_cast<int>(layer.outputShape.height());
+  int outW = static_cast<int>(layer.outputShape.width()),
+      outH = static_cast<int>(layer.outputShape.height());
 
   // Zero beyond the K filters, so that schedules may round the channels up
   // to whole vectors.
@@ -175,15 +181,17 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
   Halide::Var kx("kx"), ky("ky"), ci("ci"), k("k");
   Halide::RDom positions(0, outW, 0, outH, 0, ctx.batch, name + "_grad_rw");
   Halide::Expr group = groups == 1 ? Halide::Expr(0) : Halide::min(k, K - 1) / Kg;
-  Halide::Func weightSums(name + "_grad_weight_sums"), gradWeight(name + "_grad_weight"), gradBias(name + "_grad_bias");
+  Halide::Func weightSums(name + "_grad_weight_sums"), gradWeight(name + "_grad_weight"),
+      gradBias(name + "_grad_bias");
   weightSums(k, ci, kx, ky) = 0.0f;
-  weightSums(k, ci, kx, ky) +=
-      gradConv(k, positions.x, positions.y, positions.z) *
-      input(group * Cg + ci, positions.x * sx - px + kx * dx, positions.y * sy - py + ky * dy, positions.z);
+  weightSums(k, ci, kx, ky) += gradConv(k, positions.x, positions.y, positions.z) *
+                               input(group * Cg + ci, positions.x * sx - px + kx * dx,
+                                     positions.y * sy - py + ky * dy, positions.z);
   gradWeight(kx, ky, ci, k) = weightSums(k, ci, kx, ky);
   // The bias: each example's sum first (a stage with the examples to run
   // in parallel and the filters to vectorize), then the batch's.
-  Halide::RDom pixels(0, outW, 0, outH, name + "_grad_rb"), examples(0, ctx.batch, name + "_grad_rn");
+  Halide::RDom pixels(0, outW, 0, outH, name + "_grad_rb"),
+      examples(0, ctx.batch, name + "_grad_rn");
   Halide::Func biasSums(name + "_grad_bias_sums");
   biasSums(k, n) = 0.0f;
   biasSums(k, n) += gradConv(k, pixels.x, pixels.y, n);
@@ -195,7 +203,8 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
   // flipped and transposed (scheduled as any convolution); otherwise the
   // transposed convolution summed directly, zero where no window reads.
   Halide::Func gradInput(name + "_grad_in");
-  Size2 flippedPad{dy * (static_cast<int>(kernel.h) - 1) - py, dx * (static_cast<int>(kernel.w) - 1) - px};
+  Size2 flippedPad{dy * (static_cast<int>(kernel.h) - 1) - py,
+                   dx * (static_cast<int>(kernel.w) - 1) - px};
   if (sx == 1 && sy == 1 && flippedPad.h >= 0 && flippedPad.w >= 0) {
     Layer transposed = layer;
     transposed.name = name + "_grad_in";
@@ -211,15 +220,17 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
     Halide::Var fx("fx"), fy("fy"), fk("fk"), fc("fc");
     Halide::Expr g = groups == 1 ? Halide::Expr(0) : fc / Cg;
     Halide::Func flipped(name + "_grad_in_weights");
-    flipped(fx, fy, fk, fc) = f.params[0](static_cast<int>(kernel.w) - 1 - fx, static_cast<int>(kernel.h) - 1 - fy,
-                                          fc - g * Cg, g * Kg + fk);
+    flipped(fx, fy, fk, fc) =
+        f.params[0](static_cast<int>(kernel.w) - 1 - fx, static_cast<int>(kernel.h) - 1 - fy,
+                    fc - g * Cg, g * Kg + fk);
     LoweredValue upstream{gradConv, layer.outputShape};
     ForwardContext tctx{f.net, transposed, f.layerIndex, {&upstream}, {flipped}, Purpose::Training};
     LoweredLayer lowered = conv2dForward(tctx);
     gradInput(c, x, y, n) = lowered.value.func(c, x, y, n);
     grads.asConvolution = std::make_pair(transposed, lowered);
   } else {
-    Halide::RDom taps(0, Kg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), name + "_grad_ri");
+    Halide::RDom taps(0, Kg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h),
+                      name + "_grad_ri");
     Halide::Expr inGroup = groups == 1 ? Halide::Expr(0) : c / Cg;
     Halide::Expr nx = x + px - taps.y * dx, ny = y + py - taps.z * dy;
     Halide::Expr ox = nx / sx, oy = ny / sy;

@@ -1,14 +1,13 @@
 // maxpool: the maximum over each window; padding never wins the max.
-#include "Pooling.h"
 #include "../Lowering.h"
 #include "../Training.h"
+#include "Pooling.h"
 
 namespace cnnc {
 
 LayerKindInfo maxPoolKind() {
   return {LayerKind::MaxPool, "maxpool", poolingKeys(), 1, 1, poolingShape, nullptr, poolingFlops};
 }
-
 
 LoweredLayer maxPoolForward(const ForwardContext& ctx) {
   const auto& [c, x, y, n] = layerVars();
@@ -55,24 +54,28 @@ Halide::Expr firstMaximum(const Layer& layer, const Halide::Func& input) {
 LayerGradients maxPoolBackward(const BackwardContext& ctx) {
   const auto& [c, x, y, n] = layerVars();
   const Layer& layer = ctx.forward.layer;
-  Halide::Func input = padded(*ctx.forward.inputs[0], Halide::Float(32).min(), layer.name + "_grad_padded");
+  Halide::Func input =
+      padded(*ctx.forward.inputs[0], Halide::Float(32).min(), layer.name + "_grad_padded");
   Halide::Func winner(layer.name + "_argmax");
   winner(c, x, y, n) = firstMaximum(layer, input);
   Halide::Func grad(layer.name + "_grad_in");
-  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"),
+        pad = layer.sizeAttr("pad");
   int kw = static_cast<int>(kernel.w);
   if (kernel == stride && pad == Size2{0, 0}) {
     // Windows tile the input: one window covers each position, if any.
     int kh = static_cast<int>(kernel.h);
-    int outW = static_cast<int>(layer.outputShape.width()), outH = static_cast<int>(layer.outputShape.height());
+    int outW = static_cast<int>(layer.outputShape.width()),
+        outH = static_cast<int>(layer.outputShape.height());
     Halide::Expr ox = Halide::min(x / kw, outW - 1), oy = Halide::min(y / kh, outH - 1);
-    Halide::Expr won =
-        x / kw < outW && y / kh < outH && winner(c, ox, oy, n) == (y - oy * kh) * kw + (x - ox * kw);
+    Halide::Expr won = x / kw < outW && y / kh < outH &&
+                       winner(c, ox, oy, n) == (y - oy * kh) * kw + (x - ox * kw);
     grad(c, x, y, n) = Halide::select(won, ctx.gradOutput(c, ox, oy, n), 0.0f);
   } else {
     CoveringWindows cover = coveringWindows(layer, layer.name + "_grad_r");
     Halide::Expr won = winner(c, cover.ox, cover.oy, n) == cover.r.y * kw + cover.r.x;
-    grad(c, x, y, n) = Halide::sum(Halide::select(cover.exists && won, ctx.gradOutput(c, cover.ox, cover.oy, n), 0.0f));
+    grad(c, x, y, n) = Halide::sum(
+        Halide::select(cover.exists && won, ctx.gradOutput(c, cover.ox, cover.oy, n), 0.0f));
   }
   LayerGradients grads;
   grads.inputs = {grad};

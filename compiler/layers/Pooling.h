@@ -46,10 +46,12 @@ struct PoolWindow {
 
 inline PoolWindow poolWindow(const Layer& layer) {
   const auto& v = layerVars();
-  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"),
+        pad = layer.sizeAttr("pad");
   Halide::RDom r(0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
   return {r, v.x * static_cast<int>(stride.w) - static_cast<int>(pad.w) + r.x,
-          v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.y, static_cast<int>(kernel.w * kernel.h)};
+          v.y * static_cast<int>(stride.h) - static_cast<int>(pad.h) + r.y,
+          static_cast<int>(kernel.w * kernel.h)};
 }
 
 // Windows of up to this many values are written out term by term, so that
@@ -60,7 +62,8 @@ constexpr int kUnrolledWindow = 16;
 // The window's values in row-major order (ky, then kx), for unrolled windows.
 inline std::vector<Halide::Expr> windowTerms(const Layer& layer, const Halide::Func& input) {
   const auto& v = layerVars();
-  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"),
+        pad = layer.sizeAttr("pad");
   std::vector<Halide::Expr> terms;
   for (int ky = 0; ky < kernel.h; ++ky)
     for (int kx = 0; kx < kernel.w; ++kx)
@@ -72,7 +75,8 @@ inline std::vector<Halide::Expr> windowTerms(const Layer& layer, const Halide::F
 // The window's values combined pairwise (max, +), or by `reduce` over the
 // window's RDom when it is too large to write out.
 template <typename Combine, typename Reduce>
-Halide::Expr reduceWindow(const Layer& layer, const Halide::Func& input, Combine combine, Reduce reduce) {
+Halide::Expr reduceWindow(const Layer& layer, const Halide::Func& input, Combine combine,
+                          Reduce reduce) {
   const auto& v = layerVars();
   PoolWindow window = poolWindow(layer);
   if (window.size > kUnrolledWindow) return reduce(input(v.c, window.ix, window.iy, v.n));
@@ -91,14 +95,17 @@ struct CoveringWindows {
 };
 inline CoveringWindows coveringWindows(const Layer& layer, const std::string& name) {
   const auto& v = layerVars();
-  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"), pad = layer.sizeAttr("pad");
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride"),
+        pad = layer.sizeAttr("pad");
   Halide::RDom r(0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), name);
   int sw = static_cast<int>(stride.w), sh = static_cast<int>(stride.h);
-  int outW = static_cast<int>(layer.outputShape.width()), outH = static_cast<int>(layer.outputShape.height());
+  int outW = static_cast<int>(layer.outputShape.width()),
+      outH = static_cast<int>(layer.outputShape.height());
   // Halide's / and % round toward -infinity, so a negative offset is no window.
   Halide::Expr nx = v.x + static_cast<int>(pad.w) - r.x, ny = v.y + static_cast<int>(pad.h) - r.y;
   Halide::Expr ox = nx / sw, oy = ny / sh;
-  Halide::Expr exists = nx % sw == 0 && ny % sh == 0 && ox >= 0 && ox < outW && oy >= 0 && oy < outH;
+  Halide::Expr exists =
+      nx % sw == 0 && ny % sh == 0 && ox >= 0 && ox < outW && oy >= 0 && oy < outH;
   return {r, Halide::clamp(ox, 0, outW - 1), Halide::clamp(oy, 0, outH - 1), exists};
 }
 

@@ -23,7 +23,8 @@ struct ForwardCase {
   int batch;
 };
 
-ref::Tensor randomTensor(std::vector<int64_t> shape, std::mt19937& rng, float low = -1, float high = 1) {
+ref::Tensor randomTensor(std::vector<int64_t> shape, std::mt19937& rng, float low = -1,
+                         float high = 1) {
   ref::Tensor t(std::move(shape));
   std::uniform_real_distribution<float> dist(low, high);
   for (float& v : t.data) v = dist(rng);
@@ -48,7 +49,8 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   for (const Layer& layer : net.layers)
     for (const ParamSpec& p : layer.params) {
       bool variance = p.name == "running_var";
-      params[layer.name + "." + p.name] = randomTensor(p.shape, rng, variance ? 0.5f : -1, variance ? 1.5f : 1);
+      params[layer.name + "." + p.name] =
+          randomTensor(p.shape, rng, variance ? 0.5f : -1, variance ? 1.5f : 1);
     }
   std::vector<ref::Tensor> expected = ref::evaluate(net, input, params);
 
@@ -62,7 +64,8 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   lowered.input.set(view(input));
   size_t p = 0;
   for (const Layer& layer : net.layers)
-    for (const ParamSpec& spec : layer.params) lowered.params[p++].set(view(params[layer.name + "." + spec.name]));
+    for (const ParamSpec& spec : layer.params)
+      lowered.params[p++].set(view(params[layer.name + "." + spec.name]));
 
   const ref::Tensor& want = expected.back();
   std::vector<int> extents(want.shape.rbegin(), want.shape.rend());
@@ -71,7 +74,8 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   double scale = 0;
   for (float v : want.data) scale = std::max(scale, double(std::abs(v)));
   double worst = 0;
-  for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(double(got.data()[i]) - want.data[i]));
+  for (size_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::abs(double(got.data()[i]) - want.data[i]));
   return worst / std::max(scale, 1e-6);
 }
 
@@ -113,14 +117,20 @@ const ForwardCase kCases[] = {
     {"10", "softmax", 4},
     {"10x3x2", "softmax", 2},
     // add and concat
-    {"4x6x5", "a: conv2d filters=4 kernel=3 pad=1\nb: relu from=input\nadd from=a,b,input activation=relu", 2},
-    {"4x6x5", "a: conv2d filters=3 kernel=1\nb: maxpool kernel=3 stride=1 pad=1 from=input\nconcat from=a,b,input", 2},
+    {"4x6x5",
+     "a: conv2d filters=4 kernel=3 pad=1\nb: relu from=input\nadd from=a,b,input activation=relu",
+     2},
+    {"4x6x5",
+     "a: conv2d filters=3 kernel=1\nb: maxpool kernel=3 stride=1 pad=1 from=input\nconcat "
+     "from=a,b,input",
+     2},
     {"12", "a: dense units=5\nb: dense units=7 from=input\nconcat from=b,a", 3},
     // few filters: vectors along columns, rounded up past the width
     {"2x9x19", "conv2d filters=5 kernel=3 pad=1 activation=relu", 3},
     {"1x13x21", "conv2d filters=6 kernel=5 pad=2 dilation=2x1\nmaxpool kernel=2", 1},
     // a pool that reads fewer columns than the conv before it computes
-    {"1x28x28", "conv2d filters=4 kernel=3 stride=2 activation=relu\nmaxpool kernel=2\ndense units=10", 2},
+    {"1x28x28",
+     "conv2d filters=4 kernel=3 stride=2 activation=relu\nmaxpool kernel=2\ndense units=10", 2},
 };
 
 }  // namespace
@@ -141,14 +151,17 @@ TEST_CASE("forward: AVX2 and SSE targets compile and match too", "[forward]") {
     for (size_t i : {0, 2, 5, 9, 12, 18, 21, 28, 31}) {
       const ForwardCase& c = kCases[i];
       std::string text = fmt::format("network t\ninput {}\n{}\n", c.input, c.layers);
-      DYNAMIC_SECTION(targetName << " | " << c.layers) { CHECK(compareWithReference(text, c.batch, target) < 1e-4); }
+      DYNAMIC_SECTION(targetName << " | " << c.layers) {
+        CHECK(compareWithReference(text, c.batch, target) < 1e-4);
+      }
     }
   }
 }
 
 TEST_CASE("forward: convolutions stay correct under other knob values", "[forward]") {
   Halide::Target host = Halide::get_jit_target_from_environment();
-  const char* text = "network t\ninput 6x11x13\nc: conv2d filters=20 kernel=3 pad=1 groups=2 activation=relu\n";
+  const char* text =
+      "network t\ninput 6x11x13\nc: conv2d filters=20 kernel=3 pad=1 groups=2 activation=relu\n";
   struct Knobs {
     int64_t vectorWidth, channelVectors, tileX, unroll;
     bool materialize, columns;
@@ -165,8 +178,9 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
                                      {"vectorize_columns", k.columns},
                                      {"tile_y", k.tileY}}}};
     for (int batch : {1, 3}) {
-      DYNAMIC_SECTION("vector " << k.vectorWidth << " x " << k.channelVectors << ", tile " << k.tileX << "x"
-                                << k.tileY << (k.columns ? " along columns" : "") << ", batch " << batch) {
+      DYNAMIC_SECTION("vector " << k.vectorWidth << " x " << k.channelVectors << ", tile "
+                                << k.tileX << "x" << k.tileY << (k.columns ? " along columns" : "")
+                                << ", batch " << batch) {
         CHECK(compareWithReference(text, batch, host, &overrides) < 1e-4);
       }
     }
@@ -176,7 +190,8 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
 TEST_CASE("forward: every kind is exercised", "[forward]") {
   for (const auto& info : layerKinds()) {
     bool covered = false;
-    for (const ForwardCase& c : kCases) covered = covered || std::string(c.layers).find(info.name) != std::string::npos;
+    for (const ForwardCase& c : kCases)
+      covered = covered || std::string(c.layers).find(info.name) != std::string::npos;
     CAPTURE(info.name);
     CHECK(covered);
   }
