@@ -73,7 +73,9 @@ void scheduleChannelwise(const Layer& layer, LoweredLayer& lowered,
   const auto& v = layerVars();
   int vec = vectorFor(layer.outputShape.channels(), floatVectorWidth(options.target));
   lowered.value.func.compute_root().vectorize(v.c, vec, TailStrategy::GuardWithIf);
-  parallelRows(lowered.value.func, options, layer.forwardFlops, layer.outputShape.height());
+  // Flat values (a channelwise layer after dense ones) are one row.
+  int64_t rows = layer.outputShape.isImage() ? layer.outputShape.height() : 1;
+  parallelRows(lowered.value.func, options, layer.forwardFlops, rows);
 }
 
 // Dense layers. One example: dot products along PyTorch's contiguous weight
