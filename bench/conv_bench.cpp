@@ -15,8 +15,8 @@
 //       of 2 threads in GFLOP/s, measured for about MS ms in this process,
 //       between the timed turns.
 // Threads: HL_NUM_THREADS (bench/conv_torch.py sets 2). CNNC_SPIN_US=U > 0
-// runs the parallel loops on the runtime's spinning pool (runtime/ThreadPool.h) (workers spin U µs
-// after each loop before they sleep) instead of Halide's own.
+// runs the parallel loops on the runtime's spinning pool (runtime/ThreadPool.h,
+// workers spin U µs after each loop before they sleep) instead of Halide's own.
 #include <HalideBuffer.h>
 #include <HalideRuntime.h>
 

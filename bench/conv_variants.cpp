@@ -81,8 +81,8 @@ static void timeWorkload(const ConvWorkload& w, const std::vector<const Variant*
 int main(int argc, char** argv) {
   int reps = argc > 1 ? std::atoi(argv[1]) : 10;
   const char* env = std::getenv("HL_NUM_THREADS");
-  const char* spin = std::getenv("CNNC_SPIN_US");  // > 0: the runtime's spinning pool
-                                                   // (runtime/ThreadPool.h) instead of Halide's
+  // CNNC_SPIN_US > 0: the runtime's spinning pool (runtime/ThreadPool.h) instead of Halide's.
+  const char* spin = std::getenv("CNNC_SPIN_US");
   if (spin && std::atoi(spin) > 0) installSpinningPool(env ? std::atoi(env) : 2, std::atoi(spin));
   double peak = measurePeakGflops(env ? std::atoi(env) : 2, 0.3);
   std::printf("peak %.1f GFLOP/s\n", peak);

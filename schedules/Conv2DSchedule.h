@@ -14,7 +14,7 @@
 namespace cnnc {
 
 struct Conv2DKnobs {
-  int vectorWidth = 16;           // floats per vector: output channels per lane group
+  int vectorWidth = 16;           // floats per vector: output channels (or columns) a vector
   int channelVectors = 4;         // vectors of output channels in the register tile
   int tileX = 5;                  // output columns in the register tile
   int reductionUnroll = 2;        // input channels unrolled in the inner loop

@@ -167,11 +167,17 @@ void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& o
 
 namespace {
 
+// Whether layer i has a stored output of its own (not folded into the conv
+// before it, nor computed where it is used).
+bool isStored(const Network& net, const LoweredNetwork& lowered, size_t i) {
+  return !lowered.folded[i] && !isInlined(net.layers[i]);
+}
+
 void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i,
                    const ScheduleOptions& options) {
   const Layer& layer = net.layers[i];
   LoweredLayer& lowered_layer = lowered.layers[i];
-  if (lowered.folded[i] || isInlined(layer)) {
+  if (!isStored(net, lowered, i)) {
     for (const char* stage : {"scale", "shift"})
       if (lowered_layer.stages.count(stage)) lowered_layer.stages.at(stage).compute_root();
     return;
@@ -213,16 +219,14 @@ constexpr double kFusedExampleBytes = 512 * 1024;
 int fusedStackEnd(const Network& net, const LoweredNetwork& lowered) {
   int end = -1;
   for (size_t i = 0; i < net.layers.size(); ++i)
-    if (net.layers[i].outputShape.isImage() && !lowered.folded[i] && !isInlined(net.layers[i]))
-      end = static_cast<int>(i);
+    if (net.layers[i].outputShape.isImage() && isStored(net, lowered, i)) end = static_cast<int>(i);
   if (end < 1) return -1;
   for (size_t j = end + 1; j < net.layers.size(); ++j)
     for (int in : net.layers[j].inputs)
       if (in != kInputIndex && in < end) return -1;
   double bytes = 0;
   for (int i = 0; i <= end; ++i)
-    if (!lowered.folded[i] && !isInlined(net.layers[i]))
-      bytes += 4.0 * double(net.layers[i].outputShape.elements());
+    if (isStored(net, lowered, i)) bytes += 4.0 * double(net.layers[i].outputShape.elements());
   return bytes <= kFusedExampleBytes ? end : -1;
 }
 
@@ -242,7 +246,7 @@ void scheduleForward(const Network& net, LoweredNetwork& lowered, const Schedule
   Func end = lowered.layers[stackEnd].value.func;
   end.parallel(v.n);
   for (int i = 0; i <= stackEnd; ++i) {
-    if (lowered.folded[i] || isInlined(net.layers[i])) continue;
+    if (!isStored(net, lowered, i)) continue;
     LoweredLayer& layer = lowered.layers[i];
     if (i < stackEnd) layer.value.func.compute_at(end, v.n);
     auto input = layer.stages.find("input");

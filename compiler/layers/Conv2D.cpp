@@ -79,9 +79,9 @@ LayerKindInfo conv2dKind() {
           conv2dFlops};
 }
 
-// out(k, x, y, n) = act(bias(k) + sum_{ci,kx,ky} in(g*Cg + ci, x*sx - px + kx*dx, y*sy - py +
-// ky*dy, n)
-//                                        * w(kx, ky, ci, k)),  g = k / (K/groups)
+// out(k, x, y, n) = act(bias(k) + sum_{ci,kx,ky} w(kx, ky, ci, k)
+//                        * in(g*Cg + ci, x*sx - px + kx*dx, y*sy - py + ky*dy, n)),
+// g = k / (K/groups)
 LoweredLayer conv2dForward(const ForwardContext& ctx) {
   const auto& [c, x, y, n] = layerVars();
   const Layer& layer = ctx.layer;
@@ -142,9 +142,10 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
 }
 
 // With dz = g * act'(z), group gi = k / Kg and ci the channel within it:
-//   dW(kx, ky, ci, k) = sum_{x,y,n} dz(k, x, y, n) in(gi*Cg + ci, x*sx - px + kx*dx, y*sy - py +
-//   ky*dy, n) db(k)             = sum_{x,y,n} dz(k, x, y, n) din(c, ix, iy, n) = sum_{kl,kx,ky}
-//   dz(gi*Kg + kl, ox, oy, n) W(kx, ky, c - gi*Cg, gi*Kg + kl)
+//   dW(kx, ky, ci, k) = sum_{x,y,n} dz(k, x, y, n)
+//                           * in(gi*Cg + ci, x*sx - px + kx*dx, y*sy - py + ky*dy, n)
+//   db(k)             = sum_{x,y,n} dz(k, x, y, n)
+//   din(c, ix, iy, n) = sum_{kl,kx,ky} dz(gi*Kg + kl, ox, oy, n) W(kx, ky, c - gi*Cg, gi*Kg + kl)
 // where (ox, oy) is the output whose window puts (kx, ky) at (ix, iy), when
 // one exists (the stride divides the offset, and it lies in the output).
 LayerGradients conv2dBackward(const BackwardContext& ctx) {
@@ -174,29 +175,19 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
                          ctx.lowered.stages.at("conv")(kc, x, y, n), layer.identAttr("activation")),
       0.0f);
 
-  // Weights and bias: reductions over every output position of the batch,
-  // the weights' accumulated with the filter innermost (vectorized over k)
-  // and then laid out as PyTorch's [K, C/g, kh, kw].
+  // The weights: a reduction over every output position of the batch,
+  // accumulated with the filter innermost (vectorized over k) and then laid
+  // out as PyTorch's [K, C/g, kh, kw]; the bias below.
   Halide::Func input = pad.h > 0 || pad.w > 0 ? padded(in, 0.0f, name + "_grad_input") : in.func;
   Halide::Var kx("kx"), ky("ky"), ci("ci"), k("k");
   Halide::RDom positions(0, outW, 0, outH, 0, ctx.batch, name + "_grad_rw");
   Halide::Expr group = groups == 1 ? Halide::Expr(0) : Halide::min(k, K - 1) / Kg;
-  Halide::Func weightSums(name + "_grad_weight_sums"), gradWeight(name + "_grad_weight"),
-      gradBias(name + "_grad_bias");
+  Halide::Func weightSums(name + "_grad_weight_sums"), gradWeight(name + "_grad_weight");
   weightSums(k, ci, kx, ky) = 0.0f;
   weightSums(k, ci, kx, ky) += gradConv(k, positions.x, positions.y, positions.z) *
                                input(group * Cg + ci, positions.x * sx - px + kx * dx,
                                      positions.y * sy - py + ky * dy, positions.z);
   gradWeight(kx, ky, ci, k) = weightSums(k, ci, kx, ky);
-  // The bias: each example's sum first (a stage with the examples to run
-  // in parallel and the filters to vectorize), then the batch's.
-  Halide::RDom pixels(0, outW, 0, outH, name + "_grad_rb"),
-      examples(0, ctx.batch, name + "_grad_rn");
-  Halide::Func biasSums(name + "_grad_bias_sums");
-  biasSums(k, n) = 0.0f;
-  biasSums(k, n) += gradConv(k, pixels.x, pixels.y, n);
-  gradBias(k) = 0.0f;
-  gradBias(k) += biasSums(k, examples);
 
   LayerGradients grads;
   // The input: at stride 1, the forward convolution of dz with the filters
@@ -249,11 +240,22 @@ LayerGradients conv2dBackward(const BackwardContext& ctx) {
 
   grads.inputs = {gradInput};
   grads.params = {gradWeight};
-  if (layer.boolAttr("bias")) grads.params.push_back(gradBias);
+  if (layer.boolAttr("bias")) {
+    // Each example's sum first (a stage with the examples to run in
+    // parallel and the filters to vectorize), then the batch's.
+    Halide::RDom pixels(0, outW, 0, outH, name + "_grad_rb"),
+        examples(0, ctx.batch, name + "_grad_rn");
+    Halide::Func biasSums(name + "_grad_bias_sums"), gradBias(name + "_grad_bias");
+    biasSums(k, n) = 0.0f;
+    biasSums(k, n) += gradConv(k, pixels.x, pixels.y, n);
+    gradBias(k) = 0.0f;
+    gradBias(k) += biasSums(k, examples);
+    grads.params.push_back(gradBias);
+    grads.stages["grad_bias_sums"] = biasSums;
+    grads.reductions["grad_bias"] = pixels;
+  }
   grads.stages["grad_conv"] = gradConv;
   grads.stages["grad_weight_sums"] = weightSums;
-  if (layer.boolAttr("bias")) grads.stages["grad_bias_sums"] = biasSums;
-  grads.reductions["grad_bias"] = pixels;
   if (input.name() != in.func.name()) grads.stages["grad_input"] = input;
   grads.reductions["grad_weight"] = positions;
   return grads;
