@@ -4,7 +4,9 @@
 //       prints the measured FP32 peak in GFLOP/s
 //   cnnc_bench serve NET.net BATCH WEIGHTS.safetensors INPUT.bin OUTPUT.bin
 //       compiles the network's forward pass through cnnc's lowering and
-//       default schedules (batch 1 uses the latency schedule), runs it once
+//       default schedules (batch 1 uses the latency schedule), its parallel
+//       loops on the generated library's thread pool (runtime/ThreadPool.h,
+//       HL_NUM_THREADS and CNNC_SPIN_US as there), runs it once
 //       on the given weights and input and writes the output, prints
 //       "ready COMPILE_MS", then answers "run K" with K timings in ms.
 #include <chrono>
@@ -18,6 +20,7 @@
 #include "Lowering.h"
 #include "NetworkSchedule.h"
 #include "Safetensors.h"
+#include "ThreadPool.h"
 
 double measurePeakGflops(int threads, double seconds);
 
@@ -47,6 +50,12 @@ static int serve(const std::string& path, int batch, const std::string& weights,
   scheduleApiOutput(output, net->outputShape(), ScheduleOptions{target, batch == 1});
   Halide::Pipeline pipeline(output);
   pipeline.compile_jit(target);
+  // The parallel loops on the pool the generated library installs by default.
+  PoolSettings pool = poolSettingsFromEnvironment();
+  if (pool.spinMicroseconds > 0)
+    pipeline.jit_handlers().custom_do_par_for =
+        reinterpret_cast<decltype(Halide::JITHandlers::custom_do_par_for)>(
+            spinningPool(pool.threads, pool.spinMicroseconds));
 
   std::vector<int> inDims(net->inputShape.dims.rbegin(), net->inputShape.dims.rend());
   inDims.push_back(batch);

@@ -5,8 +5,9 @@
 Each workload is a .net file and a batch size. The network is built in
 PyTorch from the same file (tests/pytorch/netfile.py) with random weights,
 which cnnc loads too; outputs must agree to 1e-4 relative before anything is
-timed. Then, after a warm-up, single forward passes alternate between the two
-sides, N times each; the table gives medians and minima, the ratio
+timed. Then, after a warm-up, turns alternate between the two sides until
+each has N timed forward passes: a pause (--gap-ms), one untimed pass, then
+--block timed ones; the table gives medians and minima, the ratio
 (PyTorch / cnnc, above 1 means cnnc is faster) and cnnc's share of the FP32
 peak measured by an FMA loop in the same run. Both sides use 2 threads.
 
@@ -79,7 +80,7 @@ def peak(bench):
     return float(subprocess.run([bench, "peak", "2"], capture_output=True, text=True, check=True).stdout)
 
 
-def run_workload(name, net_path, batch, build, reps, work):
+def run_workload(name, net_path, batch, build, reps, work, gap, block):
     cnnc_bin, bench = str(build / "compiler" / "cnnc"), str(build / "bench" / "cnnc_bench")
     net = netfile.load(net_path)
     model = netfile.build_model(net).eval()
@@ -103,23 +104,31 @@ def run_workload(name, net_path, batch, build, reps, work):
     if not error <= 1e-4:
         raise RuntimeError(f"{name}: cnnc and PyTorch disagree (max error {error:.2e})")
 
-    def cnnc_once():
-        server.stdin.write("run 1\n")
+    # A turn: a pause, one untimed call (it absorbs waking the side's
+    # threads, which on a virtual machine can take milliseconds after an
+    # idle pause), then `block` timed calls.
+    def cnnc_turn(block):
+        time.sleep(gap)
+        server.stdin.write(f"run {block + 1}\n")
         server.stdin.flush()
-        return float(server.stdout.readline().split()[0])
+        return [float(t) for t in server.stdout.readline().split()[1:]]
 
-    def torch_once():
+    def torch_turn(block):
+        time.sleep(gap)
+        times = []
         with torch.no_grad():
-            start = time.perf_counter()
-            model(x)
-            return (time.perf_counter() - start) * 1e3
+            for _ in range(block + 1):
+                start = time.perf_counter()
+                model(x)
+                times.append((time.perf_counter() - start) * 1e3)
+        return times[1:]
 
-    for _ in range(3):  # warm-up
-        cnnc_once(), torch_once()
+    cnnc_turn(1), torch_turn(1)  # warm-up
     ours, theirs = [], []
-    for _ in range(reps):
-        ours.append(cnnc_once())
-        theirs.append(torch_once())
+    while len(ours) < reps:
+        count = min(block, reps - len(ours))
+        ours += cnnc_turn(count)
+        theirs += torch_turn(count)
     server.stdin.write("quit\n")
     server.stdin.flush()
     server.wait()
@@ -185,6 +194,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default=str(ROOT / "build"))
     parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--gap-ms", type=float, default=20,
+                        help="pause before each side's turn of forward passes (%(default)g): each side's idle "
+                             "workers spin for a while after its parallel loops, which on two vCPUs would be "
+                             "timed as the other side's")
+    parser.add_argument("--block", type=int, default=5, help="timed forward passes per turn (%(default)d)")
     parser.add_argument("--steps", type=int, help="train steps per timed turn (default: per workload)")
     parser.add_argument("--loss-tolerance", type=float, default=train_torch.LOSS_TOLERANCE,
                         help="relative loss difference allowed before training workloads are timed (%(default)g)")
@@ -209,7 +223,8 @@ def main():
             if name not in WORKLOADS:
                 continue
             path, batch = WORKLOADS[name]
-            r = run_workload(name, ROOT / path, batch, build, args.reps, pathlib.Path(work))
+            r = run_workload(name, ROOT / path, batch, build, args.reps, pathlib.Path(work), args.gap_ms / 1e3,
+                             args.block)
             print(f"| {r['name']} | {r['file']} | {r['batch']} | {r['ours'][0]:.3f} / {r['ours'][1]:.3f} "
                   f"| {r['theirs'][0]:.3f} / {r['theirs'][1]:.3f} | {r['ratio']:.2f} | {r['gflops']:.1f} "
                   f"| {100 * r['gflops'] / r['peak']:.1f}% ({r['peak']:.0f}) |", flush=True)

@@ -15,6 +15,8 @@
 // from another thread) runs serially on its caller.
 #pragma once
 
+#include <HalideRuntime.h>
+
 namespace cnnc {
 
 // Starts `threads` - 1 workers (the caller is the other one) that spin for
@@ -22,9 +24,21 @@ namespace cnnc {
 // the pool as Halide's do_par_for. Later calls do nothing.
 void installSpinningPool(int threads, int spinMicroseconds);
 
-// The pool as the generated library uses it, installed by the first Model:
-// HL_NUM_THREADS threads (as Halide's own pool; default: the processors),
-// spinning CNNC_SPIN_US microseconds (default 1000; 0 keeps Halide's pool).
+// The same pool without installing it: its do_par_for, for a pipeline
+// compiled in-process (Halide's JIT, whose loops take a handler of their own:
+// jit_handlers().custom_do_par_for).
+halide_do_par_for_t spinningPool(int threads, int spinMicroseconds);
+
+// The pool as the generated library uses it: HL_NUM_THREADS threads (as
+// Halide's own pool; default: the processors), spinning CNNC_SPIN_US
+// microseconds (default 1000; 0 keeps Halide's pool).
+struct PoolSettings {
+  int threads = 1;
+  int spinMicroseconds = 0;
+};
+PoolSettings poolSettingsFromEnvironment();
+
+// Installs that pool; called by the first Model.
 void installDefaultThreadPool();
 
 }  // namespace cnnc
