@@ -12,10 +12,10 @@
 #include <Halide.h>
 
 #include "Emit.h"
-#include "TrainerWriter.h"
 #include "Frontend.h"
 #include "IRPrinter.h"
 #include "LayerTable.h"
+#include "TrainerWriter.h"
 #include "Version.h"
 
 namespace cnnc {
@@ -41,6 +41,11 @@ options:
                       library that runs, per pipeline, the first target the
                       CPU supports (the last one is the unchecked fallback)
   --schedule FILE     schedule knobs from a tuning result
+  --pipelines HOW     the forward passes as one pipeline each (whole), or
+                      as one per stored layer, layers of the same shape
+                      compiled once (layers: much faster to compile for
+                      deep networks); auto (default) splits networks of
+                      more than 24 stored layers
   --inference-only    leave out the training pipelines (a smaller library,
                       compiled sooner; train_step then throws)
   -v                  log each stage with its time
@@ -63,6 +68,7 @@ struct Options {
   std::string schedule;
   std::set<std::string> emit;
   bool inferenceOnly = false;
+  EmitOptions::Split split = EmitOptions::Split::Auto;
 };
 
 Options parseArguments(int argc, char** argv) {
@@ -87,6 +93,17 @@ Options parseArguments(int argc, char** argv) {
       options.target = value();
     } else if (arg == "--schedule") {
       options.schedule = value();
+    } else if (arg == "--pipelines") {
+      std::string how = value();
+      if (how == "auto")
+        options.split = EmitOptions::Split::Auto;
+      else if (how == "whole")
+        options.split = EmitOptions::Split::Whole;
+      else if (how == "layers")
+        options.split = EmitOptions::Split::Layers;
+      else
+        throw UsageError(
+            fmt::format("unknown --pipelines '{}' (expected auto, whole or layers)", how));
     } else if (arg == "--inference-only") {
       options.inferenceOnly = true;
     } else if (arg == "--emit") {
@@ -197,28 +214,34 @@ int run(const Options& options) {
       return kExitUserError;
     }
     emit.schedule = *overrides;
-    if (log) log("schedule", fmt::format("{}: knobs for {} layers", options.schedule, overrides->size()));
+    if (log)
+      log("schedule", fmt::format("{}: knobs for {} layers", options.schedule, overrides->size()));
   }
   emit.libraryPath = stem + ".a";
   emit.headerPath = options.header.empty() ? stem + ".h" : options.header;
   emit.emit = options.emit;
   emit.target = options.target;
   emit.training = !options.inferenceOnly;
+  emit.split = options.split;
   emit.log = log;
   try {
     emitLibrary(*net, emit);
-    if (options.emit.count("trainer")) emitTrainer(*net, {stem, emit.libraryPath, emit.headerPath, log});
+    if (options.emit.count("trainer"))
+      emitTrainer(*net, {stem, emit.libraryPath, emit.headerPath, log});
   } catch (const EmitError& e) {
     throw UsageError(e.what());
   } catch (const Halide::CompileError& e) {
     throw UsageError(fmt::format("cannot compile for target '{}': {}", options.target, e.what()));
   }
   if (options.emit.count("lib")) {
-    std::cout << fmt::format("wrote {0}.a and {1}\nlink with: c++ -std=c++17 -O2 app.cpp {0}.a -lpthread -ldl -lz -o app\n",
-                             stem, emit.headerPath);
+    std::cout << fmt::format(
+        "wrote {0}.a and {1}\nlink with: c++ -std=c++17 -O2 app.cpp {0}.a -lpthread -ldl -lz -o "
+        "app\n",
+        stem, emit.headerPath);
   }
   if (options.emit.count("trainer"))
-    std::cout << fmt::format("wrote {0}, the trainer: {0} train | eval | predict (see {0} --help)\n", stem);
+    std::cout << fmt::format(
+        "wrote {0}, the trainer: {0} train | eval | predict (see {0} --help)\n", stem);
   return kExitSuccess;
 }
 

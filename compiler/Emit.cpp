@@ -12,6 +12,7 @@
 
 #include "ChildProcesses.h"
 #include "Diagnostics.h"
+#include "LayerPipelines.h"
 #include "Lowering.h"
 #include "NetworkSchedule.h"
 #include "Training.h"
@@ -83,32 +84,6 @@ Halide::Target parseTarget(const std::string& text) {
   return target.with_feature(Halide::Target::NoRuntime);
 }
 
-// Pins a buffer argument's dimensions to the layout the runtime passes: dense,
-// starting at 0, with the given extents (innermost first); the batch, last,
-// stays free.
-template <typename BufferLike>
-void pinLayout(BufferLike buffer, const Shape& shape) {
-  std::vector<int> extents;
-  if (shape.isImage())
-    extents = {static_cast<int>(shape.width()), static_cast<int>(shape.height()),
-               static_cast<int>(shape.channels())};
-  else
-    extents = {static_cast<int>(shape.dims[0])};
-  Halide::Expr stride = 1;
-  for (size_t d = 0; d < extents.size(); ++d) {
-    buffer.dim(d).set_bounds(0, extents[d]).set_stride(stride);
-    stride = stride * extents[d];
-  }
-  int last = static_cast<int>(extents.size());
-  buffer.dim(last).set_min(0).set_stride(stride);
-}
-
-std::vector<Halide::Argument> pipelineArguments(const LoweredNetwork& lowered) {
-  std::vector<Halide::Argument> args = {lowered.input};
-  for (const auto& param : lowered.params) args.push_back(param);
-  return args;
-}
-
 // The batch-N or batch-1 forward pass: input, parameters -> the last layer.
 Halide::Module forwardModule(const Network& net, const Halide::Target& target, bool batchOne,
                              const ScheduleOverrides& overrides, const std::string& name) {
@@ -122,9 +97,9 @@ Halide::Module forwardModule(const Network& net, const Halide::Target& target, b
   // The batch stays a free extent even for the batch-1 entry point: pinning
   // it to 1 made Halide 14 drop the whole body of a dense pipeline split
   // with rfactor (an empty function that returns success).
-  pinLayout(lowered.input, net.inputShape);
-  pinLayout(output.output_buffer(), net.outputShape());
-  return Halide::Pipeline(output).compile_to_module(pipelineArguments(lowered), name, target);
+  pinApiLayout(lowered.input, net.inputShape);
+  pinApiLayout(output.output_buffer(), net.outputShape());
+  return Halide::Pipeline(output).compile_to_module(lowered.arguments(), name, target);
 }
 
 // Every layer's output, for Model::activations (batchnorms not folded, so
@@ -137,11 +112,11 @@ Halide::Module activationsModule(const Network& net, const Halide::Target& targe
   for (size_t i = 0; i < net.layers.size(); ++i) {
     Halide::Func out = lowered.apiOutput(static_cast<int>(i));
     scheduleApiOutput(out, net.layers[i].outputShape, ScheduleOptions{target, false});
-    pinLayout(out.output_buffer(), net.layers[i].outputShape);
+    pinApiLayout(out.output_buffer(), net.layers[i].outputShape);
     outputs.push_back(out);
   }
-  pinLayout(lowered.input, net.inputShape);
-  return Halide::Pipeline(outputs).compile_to_module(pipelineArguments(lowered), name, target);
+  pinApiLayout(lowered.input, net.inputShape);
+  return Halide::Pipeline(outputs).compile_to_module(lowered.arguments(), name, target);
 }
 
 // The train step: input, labels or targets, parameters, dropout seed ->
@@ -152,9 +127,9 @@ Halide::Module trainStepModule(const Network& net, const Halide::Target& target,
   scheduleTraining(net, training, ScheduleOptions{target, false});
   std::vector<Halide::Func> outputs = trainStepOutputs(training);
   scheduleApiOutput(outputs.back(), net.outputShape(), ScheduleOptions{target, false});
-  pinLayout(training.network.input, net.inputShape);
-  if (training.targets.defined()) pinLayout(training.targets, net.outputShape());
-  pinLayout(outputs.back().output_buffer(), net.outputShape());
+  pinApiLayout(training.network.input, net.inputShape);
+  if (training.targets.defined()) pinApiLayout(training.targets, net.outputShape());
+  pinApiLayout(outputs.back().output_buffer(), net.outputShape());
   for (size_t p = 0; p < training.network.params.size(); ++p) {
     const Halide::ImageParam& param = training.network.params[p];
     Halide::OutputImageParam gradient = outputs[p + 1].output_buffer();
@@ -215,7 +190,30 @@ struct PipelineJob {
   Halide::ModuleFactory build;
 };
 
-std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& options) {
+// The forward entry points split into layer functions, or none (whole).
+std::vector<LayerSplit> layerSplits(const Network& net, const EmitOptions& options) {
+  if (options.split == EmitOptions::Split::Whole ||
+      (options.split == EmitOptions::Split::Auto && !splitByDefault(net)))
+    return {};
+  std::string prefix = symbolPrefix(net);
+  std::vector<LayerSplit> splits = {
+      planLayerSplit(net, ForwardEntry::BatchN, options.schedule, prefix + "_forward"),
+      planLayerSplit(net, ForwardEntry::BatchOne, options.schedule, prefix + "_forward_one"),
+      planLayerSplit(net, ForwardEntry::Activations, options.schedule, prefix + "_activations")};
+  for (const LayerSplit& split : splits) {
+    if (fitsLayerCalls(net, split)) continue;
+    if (options.split == EmitOptions::Split::Layers)
+      throw EmitError(fmt::format(
+          "--pipelines layers: a layer of '{}' reads more than {} feature maps or parameter "
+          "tensors; compile it whole (--pipelines whole)",
+          net.name, kMaxCallArguments));
+    return {};
+  }
+  return splits;
+}
+
+std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& options,
+                                      const std::vector<LayerSplit>& splits) {
   std::string prefix = symbolPrefix(net);
   const ScheduleOverrides* overrides = &options.schedule;
   std::vector<PipelineJob> jobs;
@@ -225,24 +223,70 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
                     [&net](const std::string& name, const Halide::Target& t) {
                       return trainStepModule(net, t, name);
                     }});
-  jobs.push_back({"forward (batch N)", prefix + "_forward",
-                  [&net, overrides](const std::string& name, const Halide::Target& t) {
-                    return forwardModule(net, t, false, *overrides, name);
-                  }});
-  jobs.push_back({"forward (batch 1)", prefix + "_forward_one",
-                  [&net, overrides](const std::string& name, const Halide::Target& t) {
-                    return forwardModule(net, t, true, *overrides, name);
-                  }});
-  jobs.push_back({"activations", prefix + "_activations",
-                  [&net](const std::string& name, const Halide::Target& t) {
-                    return activationsModule(net, t, name);
-                  }});
+  if (splits.empty()) {
+    jobs.push_back({"forward (batch N)", prefix + "_forward",
+                    [&net, overrides](const std::string& name, const Halide::Target& t) {
+                      return forwardModule(net, t, false, *overrides, name);
+                    }});
+    jobs.push_back({"forward (batch 1)", prefix + "_forward_one",
+                    [&net, overrides](const std::string& name, const Halide::Target& t) {
+                      return forwardModule(net, t, true, *overrides, name);
+                    }});
+    jobs.push_back({"activations", prefix + "_activations",
+                    [&net](const std::string& name, const Halide::Target& t) {
+                      return activationsModule(net, t, name);
+                    }});
+  }
+  const char* entryNames[] = {"forward (batch N)", "forward (batch 1)", "activations"};
+  for (size_t e = 0; e < splits.size(); ++e) {
+    const LayerSplit* split = &splits[e];
+    for (size_t f = 0; f < split->functions.size(); ++f) {
+      const LayerSplit::Function& function = split->functions[f];
+      std::string alike =
+          function.uses > 1 ? fmt::format(" (and {} alike)", function.uses - 1) : "";
+      jobs.push_back(
+          {fmt::format("{}: {}{}", entryNames[e], net.layers[function.layer].name, alike),
+           function.symbol,
+           [&net, split, overrides, f](const std::string& name, const Halide::Target& t) {
+             return layerFunctionModule(net, *split, static_cast<int>(f), *overrides, t, name);
+           }});
+    }
+  }
   if (net.train && options.training)
     jobs.push_back({"optimizer update", prefix + "_optimizer_update",
                     [&net](const std::string& name, const Halide::Target& t) {
                       return optimizerModule(net, t, name);
                     }});
   return jobs;
+}
+
+std::vector<LayerCallTable> layerCallTables(const Network& net,
+                                            const std::vector<LayerSplit>& splits,
+                                            const EmitOptions& options,
+                                            const std::vector<Halide::Target>& targets) {
+  std::vector<int> firstParam;  // per layer, its first row in the parameter table
+  int params = 0;
+  for (const Layer& layer : net.layers) {
+    firstParam.push_back(params);
+    params += static_cast<int>(layer.params.size());
+  }
+  std::vector<LayerCallTable> tables;
+  for (const LayerSplit& split : splits) {
+    LayerCallTable& table = tables.emplace_back();
+    for (size_t i = 0; i < net.layers.size(); ++i) {
+      if (!split.separate[i]) continue;
+      LayerCallRow row;
+      row.symbol = split.functions[split.functionOf[i]].symbol;
+      row.layer = static_cast<int>(i);
+      row.sources = split.sources[i];
+      for (int layer : split.paramLayers[i])
+        for (size_t p = 0; p < net.layers[layer].params.size(); ++p)
+          row.params.push_back(firstParam[layer] + static_cast<int>(p));
+      row.extents = callExtents(net, split, static_cast<int>(i), options.schedule, targets);
+      table.push_back(row);
+    }
+  }
+  return tables;
 }
 
 // A name for a target's variant of a pipeline: its features ("avx2_fma").
@@ -321,6 +365,7 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
   std::vector<Halide::Target> targets = parseTargets(options.target);
   fs::path library = options.libraryPath;
   ScratchDirectory scratch(library);
+  std::vector<LayerSplit> splits = layerSplits(net, options);
 
   bool wantLibrary =
       options.emit.count("lib") || options.emit.count("stmt") || options.emit.count("assembly");
@@ -329,7 +374,7 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     // folder of its own: with several targets, Halide's compile_multitarget
     // writes a variant per target and a wrapper that picks the first whose
     // features the CPU has (the last target is the fallback, unchecked).
-    std::vector<PipelineJob> jobs = pipelineJobs(net, options);
+    std::vector<PipelineJob> jobs = pipelineJobs(net, options, splits);
     std::vector<ChildJob> children;
     std::vector<fs::path> folders;
     for (size_t j = 0; j < jobs.size(); ++j) {
@@ -400,7 +445,8 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     }
   }
   if (options.emit.count("header")) {
-    std::string header = generateHeader(net, options.training);
+    std::string header =
+        generateHeader(net, options.training, layerCallTables(net, splits, options, targets));
     writeBytes(scratch / "header.h", header.data(), header.size());
     commit(scratch / "header.h", options.headerPath);
     log("header", options.headerPath);

@@ -4,6 +4,7 @@
 // Every file is written under a temporary name and renamed into place.
 #pragma once
 
+#include <array>
 #include <set>
 #include <string>
 #include <vector>
@@ -23,6 +24,9 @@ struct EmitOptions {
   std::string target = "host";
   ScheduleOverrides schedule;  // from --schedule
   bool training = true;        // the train step and optimizer (when the .net has `train`)
+  // The forward entry points as one pipeline each, or as one small pipeline
+  // per stored layer (LayerPipelines.h); Auto splits big networks.
+  enum class Split { Auto, Whole, Layers } split = Split::Auto;
   StageLog log;
 };
 
@@ -38,9 +42,23 @@ struct EmitError : std::runtime_error {
 // of one architecture, bits and OS; throws EmitError naming a bad one.
 std::vector<Halide::Target> parseTargets(const std::string& text);
 
+// One call of a forward entry point split into layer functions
+// (LayerPipelines.h), as the header's cnnc::LayerCall.
+struct LayerCallRow {
+  std::string symbol;  // the function
+  int layer;
+  std::vector<int> sources;  // layers, or kInputIndex
+  std::vector<int> params;   // indices into the parameter table
+  std::array<int, 3> extents;
+};
+using LayerCallTable = std::vector<LayerCallRow>;
+
 // The header that declares the network's Model (self-contained C++17);
-// `training`: the library has the network's training pipelines.
-std::string generateHeader(const Network& net, bool training = true);
+// `training`: the library has the network's training pipelines; `calls`:
+// the batch-N, batch-1 and activations entry points as layer calls, or
+// empty when each is one pipeline.
+std::string generateHeader(const Network& net, bool training = true,
+                           const std::vector<LayerCallTable>& calls = {});
 
 // A hash of the network's architecture (its IR without comments): recorded
 // in saved weights to tell networks apart.

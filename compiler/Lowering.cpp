@@ -65,7 +65,8 @@ Expr dropoutScale(const Layer& layer, int layerIndex, const Expr& seed) {
   const auto& [c, x, y, n] = layerVars();
   const Shape& shape = layer.outputShape;
   int C = static_cast<int>(shape.channels());
-  int H = shape.isImage() ? static_cast<int>(shape.height()) : 1, W = shape.isImage() ? static_cast<int>(shape.width()) : 1;
+  int H = shape.isImage() ? static_cast<int>(shape.height()) : 1,
+      W = shape.isImage() ? static_cast<int>(shape.width()) : 1;
   // murmur3's finalizer over the seed, the layer and the element's NCHW
   // index: cheap, and independent across elements and steps.
   auto mix = [](Expr h) {
@@ -123,7 +124,7 @@ static LoweredLayer forwardOf(const ForwardContext& ctx) {
 
 // Inference folds a batchnorm into the convolution that feeds only it (and
 // applies no activation of its own before it).
-static std::vector<int> foldableBatchNorms(const Network& net) {
+std::vector<int> foldableBatchNorms(const Network& net) {
   std::vector<int> consumers(net.layers.size(), 0);
   for (const Layer& layer : net.layers)
     for (int i : layer.inputs)
@@ -142,7 +143,8 @@ static std::vector<int> foldableBatchNorms(const Network& net) {
   return foldedInto;
 }
 
-LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms, Expr dropoutSeed) {
+LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms,
+                            Expr dropoutSeed, const std::vector<bool>& separate) {
   const auto& [c, x, y, n] = layerVars();
   LoweredNetwork lowered;
   const Shape& inShape = net.inputShape;
@@ -165,6 +167,7 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
   // Parameters, as buffers with PyTorch's layout and exact bounds.
   std::vector<std::vector<Func>> layerParams(net.layers.size());
   for (size_t i = 0; i < net.layers.size(); ++i) {
+    lowered.paramOffsets.push_back(lowered.params.size());
     for (const ParamSpec& spec : net.layers[i].params) {
       std::vector<int> dims = halideDims(spec);
       Halide::ImageParam param(Halide::Float(32), static_cast<int>(dims.size()),
@@ -184,13 +187,17 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
     if (foldedInto[i] >= 0) absorbs[foldedInto[i]] = static_cast<int>(i), lowered.folded[i] = true;
 
   lowered.layers.reserve(net.layers.size());
+  lowered.storedInputs.resize(net.layers.size());
+  std::vector<LoweredValue> storedValues(net.layers.size());
   for (size_t i = 0; i < net.layers.size(); ++i) {
     const Layer& layer = net.layers[i];
     ForwardContext ctx{net, layer, static_cast<int>(i), {}, layerParams[i], purpose};
     ctx.batch = lowered.input.dim(inShape.isImage() ? 3 : 1).extent();
     ctx.dropoutSeed = dropoutSeed;
     for (int in : layer.inputs)
-      ctx.inputs.push_back(in == kInputIndex ? &lowered.inputValue : &lowered.layers[in].value);
+      ctx.inputs.push_back(in == kInputIndex                    ? &lowered.inputValue
+                           : lowered.storedInputs[in].defined() ? &storedValues[in]
+                                                                : &lowered.layers[in].value);
     if (lowered.folded[i]) {
       // The conv before it already applied it.
       LoweredLayer identity;
@@ -205,6 +212,14 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
     lowered.layers.push_back(forwardOf(ctx));
     CNNC_INTERNAL_ASSERT(lowered.layers.back().value.shape == layer.outputShape,
                          fmt::format("lowering of '{}' disagrees with its shape", layer.name));
+    if (i < separate.size() && separate[i]) {
+      Halide::ImageParam stored(Halide::Float(32), 4, layer.name + "_stored");
+      for (int d = 0; d < 4; ++d) stored.dim(d).set_min(0);
+      lowered.storedInputs[i] = stored;
+      storedValues[i].shape = layer.outputShape;
+      storedValues[i].func = Func(layer.name + "_read");
+      storedValues[i].func(c, x, y, n) = stored(c, x, y, n);
+    }
   }
   return lowered;
 }
@@ -218,6 +233,28 @@ Func LoweredNetwork::apiOutput(int layerIndex) const {
   else
     out(c, n) = value.func(c, 0, 0, n);
   return out;
+}
+
+std::vector<Halide::Argument> LoweredNetwork::arguments() const {
+  std::vector<Halide::Argument> args = {input};
+  for (const auto& param : params) args.push_back(param);
+  return args;
+}
+
+void pinApiLayout(Halide::OutputImageParam buffer, const Shape& shape) {
+  std::vector<int> extents;
+  if (shape.isImage())
+    extents = {static_cast<int>(shape.width()), static_cast<int>(shape.height()),
+               static_cast<int>(shape.channels())};
+  else
+    extents = {static_cast<int>(shape.dims[0])};
+  Halide::Expr stride = 1;
+  for (size_t d = 0; d < extents.size(); ++d) {
+    buffer.dim(d).set_bounds(0, extents[d]).set_stride(stride);
+    stride = stride * extents[d];
+  }
+  int last = static_cast<int>(extents.size());
+  buffer.dim(last).set_min(0).set_stride(stride);
 }
 
 }  // namespace cnnc

@@ -73,7 +73,8 @@ LoweredLayer elementwiseForward(const ForwardContext& ctx);  // relu, leaky_relu
 LoweredLayer softmaxForward(const ForwardContext& ctx);
 
 // Helpers shared by the algorithms.
-Halide::Expr applyActivation(const Halide::Expr& v, const std::string& activation, double alpha = 0.01);
+Halide::Expr applyActivation(const Halide::Expr& v, const std::string& activation,
+                             double alpha = 0.01);
 // `in` read with `value` outside [0, W) x [0, H), for padded windows.
 Halide::Func padded(const LoweredValue& in, Halide::Expr value, const std::string& name);
 // Feature `f` of one example of `in`, in PyTorch's flatten order: for an
@@ -89,19 +90,38 @@ std::pair<Halide::Func, Halide::Func> batchNormScaleShift(const Layer& bn,
 
 // The whole network's forward pass over an NCHW input.
 struct LoweredNetwork {
-  Halide::ImageParam input;                 // NCHW: (w, h, c, n), or (features, n)
-  LoweredValue inputValue;                  // the input in the internal layout
-  std::vector<Halide::ImageParam> params;   // every ParamSpec of every layer, in order
-  std::vector<LoweredLayer> layers;         // internal layout
-  std::vector<bool> folded;                 // batchnorms folded into their conv
+  Halide::ImageParam input;                // NCHW: (w, h, c, n), or (features, n)
+  LoweredValue inputValue;                 // the input in the internal layout
+  std::vector<Halide::ImageParam> params;  // every ParamSpec of every layer, in order
+  std::vector<LoweredLayer> layers;        // internal layout
+  std::vector<bool> folded;                // batchnorms folded into their conv
+  // Layers whose consumers read them from an argument of their own (one
+  // pipeline per layer, LayerPipelines.h): `layers[i]` still computes the
+  // layer, from its own inputs; undefined for the other layers.
+  std::vector<Halide::ImageParam> storedInputs;
+  std::vector<size_t> paramOffsets;  // per layer: the index of its first in `params`
   // A layer's output in the API's layout: NCHW (w, h, c, n), or (c, n) when flat.
   Halide::Func apiOutput(int layerIndex) const;
+  // A forward pipeline's arguments: the input, then every parameter.
+  std::vector<Halide::Argument> arguments() const;
 };
+
+// Pins a buffer argument's dimensions to the layout the runtime passes: dense,
+// starting at 0, with `shape`'s extents (NCHW, or features); the batch,
+// last, stays free.
+void pinApiLayout(Halide::OutputImageParam buffer, const Shape& shape);
 
 // `foldBatchNorms` (inference only) folds batchnorms into the convs before
 // them; `dropoutSeed` (training only, uint32) seeds the dropout masks.
+// `separate` (inference only; empty: none) marks the layers read back from
+// LoweredNetwork::storedInputs: (c, x, y, n), channels innermost.
 LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms = true,
-                            Halide::Expr dropoutSeed = Halide::Expr());
+                            Halide::Expr dropoutSeed = Halide::Expr(),
+                            const std::vector<bool>& separate = {});
+
+// Which batchnorms inference folds into the convolution before them: for
+// each layer, the conv it is folded into, or -1.
+std::vector<int> foldableBatchNorms(const Network& net);
 
 // Dropout's keep-scale in training: 1/(1-rate) where the element is kept,
 // 0 where dropped, from a hash of the seed, the layer and the element.

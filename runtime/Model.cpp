@@ -72,7 +72,96 @@ void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<flo
   }
 }
 
+// A split entry point's examples per run: its feature maps, all of them
+// at once at worst, within about this many bytes.
+constexpr double kLayerProgramBytes = 512.0 * 1024 * 1024;
+
+int64_t callElements(const LayerCall& call) {
+  return call.extents[0] * call.extents[1] * call.extents[2];
+}
+
+int layerProgramChunk(const LayerProgram& program) {
+  double bytes = 0;
+  for (int i = 0; i < program.callCount; ++i) bytes += 4.0 * double(callElements(program.calls[i]));
+  return static_cast<int>(std::max(1.0, std::min(double(kMaxChunk), kLayerProgramBytes / bytes)));
+}
+
+// A layer's feature map from the internal layout (c, x, y, n), `extents`
+// (c, x, y) in storage, to NCHW (or n x features) of the layer's shape.
+void toApiLayout(const float* from, const int64_t* extents, const LayerInfo& layer, int n,
+                 float* to) {
+  int64_t C = layer.shape[0], H = layer.rank == 3 ? layer.shape[1] : 1,
+          W = layer.rank == 3 ? layer.shape[2] : 1;
+  for (int64_t e = 0; e < n; ++e)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x)
+          *to++ = from[((e * extents[2] + y) * extents[1] + x) * extents[0] + c];
+}
+
 }  // namespace
+
+void ModelBase::runLayerProgram(const LayerProgram& program, const float* x, int n, bool visitAll,
+                                const std::function<void(const LayerCall&, const float*)>& done) {
+  // Where each layer's feature map lives, and the call after which nothing
+  // reads it: its slot is free for later calls then.
+  std::vector<int> slotOf(info_.layerCount, -1), lastRead(info_.layerCount, -1);
+  std::vector<const LayerCall*> callOf(info_.layerCount, nullptr);
+  for (int i = 0; i < program.callCount; ++i)
+    for (int s = 0; s < program.calls[i].sourceCount; ++s)
+      if (program.calls[i].sources[s] >= 0) lastRead[program.calls[i].sources[s]] = i;
+  std::vector<bool> busy(layerSlots_.size(), false);
+  HostBuffer input(x, batchDims(info_.inputRank, info_.inputShape, n));
+  std::vector<std::unique_ptr<HostBuffer>> buffers;
+  std::vector<void*> arguments;
+  for (int i = 0; i < program.callCount; ++i) {
+    const LayerCall& call = program.calls[i];
+    buffers.clear();
+    arguments.clear();
+    for (int s = 0; s < call.sourceCount; ++s) {
+      int source = call.sources[s];
+      if (source < 0) {
+        arguments.push_back(input.get());
+        continue;
+      }
+      const int64_t* e = callOf[source]->extents;
+      buffers.push_back(std::make_unique<HostBuffer>(layerSlots_[slotOf[source]].data(),
+                                                     std::vector<int64_t>{e[0], e[1], e[2], n}));
+      arguments.push_back(buffers.back()->get());
+    }
+    for (int p = 0; p < call.paramCount; ++p) {
+      const ParamInfo& param = info_.params[call.params[p]];
+      buffers.push_back(std::make_unique<HostBuffer>(params_[call.params[p]].data(),
+                                                     reversed(param.shape, param.rank)));
+      arguments.push_back(buffers.back()->get());
+    }
+    int slot = static_cast<int>(std::find(busy.begin(), busy.end(), false) - busy.begin());
+    if (slot == static_cast<int>(busy.size())) {
+      layerSlots_.emplace_back();
+      busy.push_back(false);
+    }
+    busy[slot] = true;
+    AlignedFloats& storage = layerSlots_[slot];
+    size_t size = static_cast<size_t>(callElements(call)) * n;
+    if (storage.size() < size) storage.resize(size);
+    slotOf[call.layer] = slot;
+    callOf[call.layer] = &call;
+    buffers.push_back(std::make_unique<HostBuffer>(
+        storage.data(),
+        std::vector<int64_t>{call.extents[0], call.extents[1], call.extents[2], n}));
+    arguments.push_back(buffers.back()->get());
+    int status = call.function(arguments.data());
+    if (status != 0)
+      throw Error("forward of network '" + std::string(info_.name) + "' failed in layer '" +
+                  info_.layers[call.layer].name + "' with Halide error " + std::to_string(status));
+    if (visitAll || i == program.callCount - 1) done(call, storage.data());
+    for (int s = 0; s < call.sourceCount; ++s) {
+      int source = call.sources[s];
+      if (source >= 0 && lastRead[source] == i) busy[slotOf[source]] = false;
+    }
+    if (lastRead[call.layer] < 0) busy[slot] = false;  // read by no later call
+  }
+}
 
 ModelBase::ModelBase(const NetworkInfo& info, uint64_t seed) : info_(info) {
   installBufferCache();
@@ -155,7 +244,19 @@ void ModelBase::forward(const float* x, int n, float* out) {
   appendParameterBuffers(info_, params_, params, arguments);
   arguments.push_back(nullptr);  // the output, set per chunk
   const LayerInfo& last = info_.layers[info_.layerCount - 1];
-  for (int start = 0; start < n; start += kMaxChunk) {
+  if (info_.forwardCalls) {
+    int chunk = layerProgramChunk(*info_.forwardCalls);
+    for (int start = 0; start < n; start += chunk) {
+      int count = std::min(chunk, n - start);
+      const LayerProgram& program = count == 1 ? *info_.forwardOneCalls : *info_.forwardCalls;
+      runLayerProgram(program, x + start * info_.inputSize, count, false,
+                      [&](const LayerCall& call, const float* values) {
+                        toApiLayout(values, call.extents, last, count,
+                                    out + start * info_.outputSize);
+                      });
+    }
+  }
+  for (int start = 0; start < n && !info_.forwardCalls; start += kMaxChunk) {
     int count = std::min(kMaxChunk, n - start);
     HostBuffer input(x + start * info_.inputSize,
                      batchDims(info_.inputRank, info_.inputShape, count));
@@ -424,6 +525,18 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
 std::vector<float> ModelBase::activations(const std::string& layer) {
   int index = layerIndex(layer);
   if (lastBatch_ == 0) throw Error("activations: call forward first");
+  if (!activationsValid_ && info_.activationCalls) {
+    activations_.assign(info_.layerCount, {});
+    runLayerProgram(*info_.activationCalls, lastInput_.data(), lastBatch_, true,
+                    [&](const LayerCall& call, const float* values) {
+                      const LayerInfo& l = info_.layers[call.layer];
+                      activations_[call.layer].resize(static_cast<size_t>(lastBatch_) *
+                                                      elements(l.shape, l.rank));
+                      toApiLayout(values, call.extents, l, lastBatch_,
+                                  activations_[call.layer].data());
+                    });
+    activationsValid_ = true;
+  }
   if (!activationsValid_) {
     HostBuffer input(lastInput_.data(), batchDims(info_.inputRank, info_.inputShape, lastBatch_));
     std::vector<std::unique_ptr<HostBuffer>> buffers;

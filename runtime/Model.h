@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <new>
 #include <memory>
@@ -69,6 +70,25 @@ struct TrainConfig {
   PipelineEntry optimizerUpdate;
 };
 
+// A forward entry point split into one compiled function per stored layer
+// (the compiler's LayerPipelines.h), run by the runtime in layer order.
+constexpr int kMaxCallSources = 16, kMaxCallParams = 16;
+struct LayerCall {
+  // (sources..., parameters..., output): feature maps in the internal
+  // layout, halide dimensions (c, x, y, n), dense.
+  PipelineEntry function;
+  int layer;                       // the layer it computes
+  int sourceCount;
+  int sources[kMaxCallSources];    // layers it reads; -1: the network input (NCHW)
+  int paramCount;
+  int params[kMaxCallParams];      // indices into NetworkInfo::params
+  int64_t extents[3];              // (c, x, y) it writes: the shape, or more
+};
+struct LayerProgram {
+  const LayerCall* calls;
+  int callCount;
+};
+
 struct NetworkInfo {
   const char* name;
   const char* architectureHash;
@@ -85,6 +105,10 @@ struct NetworkInfo {
   PipelineEntry forwardOne;   // batch 1, scheduled for latency
   PipelineEntry activations;  // every layer's output, for inspection
   const TrainConfig* train;   // null when the .net file has no `train`
+  // The entry points above split into layer calls (then those are null).
+  const LayerProgram* forwardCalls;
+  const LayerProgram* forwardOneCalls;
+  const LayerProgram* activationCalls;
 };
 
 // Storage that a pipeline writes and then reads back (a gradient it
@@ -196,6 +220,13 @@ class ModelBase {
   int lastBatch_ = 0;
   std::vector<std::vector<float>> activations_;  // computed on demand
   bool activationsValid_ = false;
+
+  // Runs a split entry point on n examples (x: NCHW). `done` gets the last
+  // call's feature map (with visitAll, every call's), in the internal layout,
+  // before its storage is reused.
+  void runLayerProgram(const LayerProgram& program, const float* x, int n, bool visitAll,
+                       const std::function<void(const LayerCall&, const float*)>& done);
+  std::vector<AlignedFloats> layerSlots_;  // feature maps between layer calls, reused
 
   // Training state.
   const TrainConfig& trainConfig() const;  // throws without `train`

@@ -45,6 +45,12 @@ int64_t scheduledChannels(const Layer& layer, const Conv2DKnobs& knobs) {
   return (filters + tile - 1) / tile * tile;
 }
 
+int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs) {
+  int64_t width = layer.outputShape.width(), vec = knobs.vectorWidth;
+  bool padded = layer.sizeAttr("pad").w > 0;
+  return knobs.vectorizeColumns && padded ? (width + vec - 1) / vec * vec : width;
+}
+
 Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
                                bool inputMaterialized) {
   Conv2DKnobs knobs;
@@ -127,17 +133,15 @@ void scheduleColumnVectors(const Layer& layer, LoweredLayer& lowered, const Conv
   Func out = lowered.value.func, conv = lowered.stages.at("conv"),
        input = lowered.stages.at("input");
   int vec = knobs.vectorWidth, filters = static_cast<int>(layer.outputShape.channels());
-  int width = static_cast<int>(layer.outputShape.width());
   input.compute_root()
       .reorder_storage(x, c, y, n)
       .reorder(x, c, y, n)
       .vectorize(x, vec, TailStrategy::GuardWithIf);
   parallelRows(input, options, layer.forwardFlops, layer.outputShape.height());
   Var xo("xo"), xi("xi"), yo("yo"), yi("yi");
-  bool padded = layer.sizeAttr("pad").w > 0;
   out.compute_root()
       .bound(c, 0, filters)
-      .bound(x, 0, padded ? (width + vec - 1) / vec * vec : width)
+      .bound(x, 0, static_cast<int>(scheduledWidth(layer, knobs)))
       .split(x, xo, xi, vec, TailStrategy::ShiftInwards)
       .split(y, yo, yi, knobs.tileY, TailStrategy::ShiftInwards)
       .reorder(xi, c, yi, xo, yo, n)

@@ -28,6 +28,8 @@ struct Conv2DKnobs {
 
 // The output channels the schedule computes: whole register tiles of them.
 int64_t scheduledChannels(const Layer& layer, const Conv2DKnobs& knobs);
+// The output columns it computes: whole column vectors of a padded layer.
+int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs);
 
 // Defaults reasoned from the target's registers: AVX-512 has 32 vector
 // registers and one load per FMA, so a 4x5 tile of 20 accumulators; AVX2

@@ -165,34 +165,54 @@ void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& o
   parallelRows(output, options, double(shape.elements()), shape.height());
 }
 
+bool isStored(const Network& net, const LoweredNetwork& lowered, size_t i,
+              const ScheduleOptions& options) {
+  return !lowered.folded[i] && (options.storesEveryLayer || !isInlined(net.layers[i]));
+}
+
 namespace {
 
-// Whether layer i has a stored output of its own (not folded into the conv
-// before it, nor computed where it is used).
-bool isStored(const Network& net, const LoweredNetwork& lowered, size_t i) {
-  return !lowered.folded[i] && !isInlined(net.layers[i]);
+Conv2DKnobs conv2DKnobs(const Network& net, size_t i, const ScheduleOptions& options) {
+  const Layer& layer = net.layers[i];
+  int producer = layer.inputs[0];
+  bool materialized = producer != kInputIndex && !isInlined(net.layers[producer]);
+  Conv2DKnobs knobs =
+      defaultConv2DKnobs(layer, net.shapeOf(producer), options.target, materialized);
+  if (options.overrides && options.overrides->count(static_cast<int>(i)))
+    applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
+  return knobs;
 }
+
+}  // namespace
+
+std::array<int, 3> scheduledExtents(const Network& net, size_t i, const ScheduleOptions& options) {
+  const Layer& layer = net.layers[i];
+  const Shape& shape = layer.outputShape;
+  std::array<int, 3> extents = {static_cast<int>(shape.channels()), 1, 1};
+  if (shape.isImage())
+    extents = {static_cast<int>(shape.channels()), static_cast<int>(shape.width()),
+               static_cast<int>(shape.height())};
+  if (layer.kind == LayerKind::Conv2D) {
+    Conv2DKnobs knobs = conv2DKnobs(net, i, options);
+    extents[0] = static_cast<int>(scheduledChannels(layer, knobs));
+    extents[1] = static_cast<int>(scheduledWidth(layer, knobs));
+  }
+  return extents;
+}
+
+namespace {
 
 void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i,
                    const ScheduleOptions& options) {
   const Layer& layer = net.layers[i];
   LoweredLayer& lowered_layer = lowered.layers[i];
-  if (!isStored(net, lowered, i)) {
-    for (const char* stage : {"scale", "shift"})
-      if (lowered_layer.stages.count(stage)) lowered_layer.stages.at(stage).compute_root();
-    return;
-  }
+  for (const char* stage : {"scale", "shift"})
+    if (lowered_layer.stages.count(stage)) lowered_layer.stages.at(stage).compute_root();
+  if (!isStored(net, lowered, i, options)) return;
   switch (layer.kind) {
-    case LayerKind::Conv2D: {
-      int producer = layer.inputs[0];
-      bool materialized = producer != kInputIndex && !isInlined(net.layers[producer]);
-      const Shape& in = net.shapeOf(producer);
-      Conv2DKnobs knobs = defaultConv2DKnobs(layer, in, options.target, materialized);
-      if (options.overrides && options.overrides->count(static_cast<int>(i)))
-        applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
-      scheduleConv2D(layer, lowered_layer, knobs, options);
+    case LayerKind::Conv2D:
+      scheduleConv2D(layer, lowered_layer, conv2DKnobs(net, i, options), options);
       break;
-    }
     case LayerKind::Dense: {
       int producer = layer.inputs[0];
       bool storedVector = producer != kInputIndex && net.shapeOf(producer).isFlat() &&
@@ -216,24 +236,28 @@ constexpr double kFusedExampleBytes = 512 * 1024;
 // The last layer of the image stack that may run one example at a time, or
 // -1: the last stored image layer, when no later layer reads an earlier one
 // and the stack's stored feature maps fit kFusedExampleBytes.
-int fusedStackEnd(const Network& net, const LoweredNetwork& lowered) {
+int fusedStackEnd(const Network& net, const LoweredNetwork& lowered,
+                  const ScheduleOptions& options) {
   int end = -1;
   for (size_t i = 0; i < net.layers.size(); ++i)
-    if (net.layers[i].outputShape.isImage() && isStored(net, lowered, i)) end = static_cast<int>(i);
+    if (net.layers[i].outputShape.isImage() && isStored(net, lowered, i, options))
+      end = static_cast<int>(i);
   if (end < 1) return -1;
   for (size_t j = end + 1; j < net.layers.size(); ++j)
     for (int in : net.layers[j].inputs)
       if (in != kInputIndex && in < end) return -1;
   double bytes = 0;
   for (int i = 0; i <= end; ++i)
-    if (isStored(net, lowered, i)) bytes += 4.0 * double(net.layers[i].outputShape.elements());
+    if (isStored(net, lowered, i, options))
+      bytes += 4.0 * double(net.layers[i].outputShape.elements());
   return bytes <= kFusedExampleBytes ? end : -1;
 }
 
 }  // namespace
 
 void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options) {
-  int stackEnd = options.examplesFused && !options.batchOne ? fusedStackEnd(net, lowered) : -1;
+  int stackEnd =
+      options.examplesFused && !options.batchOne ? fusedStackEnd(net, lowered, options) : -1;
   ScheduleOptions serial = options;
   serial.serialRows = true;
   for (size_t i = 0; i < net.layers.size(); ++i)
@@ -246,7 +270,7 @@ void scheduleForward(const Network& net, LoweredNetwork& lowered, const Schedule
   Func end = lowered.layers[stackEnd].value.func;
   end.parallel(v.n);
   for (int i = 0; i <= stackEnd; ++i) {
-    if (!isStored(net, lowered, i)) continue;
+    if (!isStored(net, lowered, i, options)) continue;
     LoweredLayer& layer = lowered.layers[i];
     if (i < stackEnd) layer.value.func.compute_at(end, v.n);
     auto input = layer.stages.find("input");

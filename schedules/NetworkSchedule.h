@@ -3,6 +3,8 @@
 // from the algorithms in compiler/layers/.
 #pragma once
 
+#include <array>
+
 #include <Halide.h>
 
 #include "IR.h"
@@ -22,6 +24,9 @@ struct ScheduleOptions {
   // Inside a loop that is already parallel (an example of a fused stack):
   // a layer's own loops stay serial.
   bool serialRows = false;
+  // Every layer's output is stored (each is an output of its own: the
+  // activations, one pipeline per layer), none computed where it is used.
+  bool storesEveryLayer = false;
 };
 
 // Natural vector width in floats: 16 with AVX-512, 8 with AVX2, 4 otherwise.
@@ -45,6 +50,16 @@ void parallelTasks(Halide::Stage stage, const Halide::Var& var, double flopsPerI
 // True for layers whose output is computed where it is used (elementwise
 // layers, flatten, dropout at inference) instead of stored.
 bool isInlined(const Layer& layer);
+
+// Whether layer i has a stored output of its own: not folded into the conv
+// before it, nor computed where it is used (unless options say every layer is).
+bool isStored(const Network& net, const LoweredNetwork& lowered, size_t i,
+              const ScheduleOptions& options);
+
+// The region of layer i's output that its schedule computes, (c, x, y)
+// extents from 0: its shape, or more where the schedule rounds up to whole
+// register tiles. A buffer the layer is computed into must cover it.
+std::array<int, 3> scheduledExtents(const Network& net, size_t i, const ScheduleOptions& options);
 
 void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options);
 

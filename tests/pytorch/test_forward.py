@@ -5,9 +5,12 @@
 For each network: cnnc compiles it to NET.a + NET.h; a small app built with
 exactly the link line cnnc prints loads weights that PyTorch wrote as
 safetensors (random, batchnorm statistics included), runs forward on random
-inputs (batch 3, and batch 1 through the latency entry point), and saves the
-weights back. The outputs must agree with torch's eval() forward to 1e-4
-relative, and the saved weights must be the ones loaded, bit for bit.
+inputs (batch 3, and batch 1 through the latency entry point), reads every
+layer's activations, and saves the weights back. The outputs and each
+layer's activations must agree with torch's eval() forward to 1e-4 relative
+(to the largest value), and the saved weights must be the ones loaded, bit
+for bit. Networks in SPLIT_TOO are checked a second time compiled as one
+pipeline per layer (--pipelines layers; deep networks are by default).
 """
 
 import pathlib
@@ -24,6 +27,10 @@ import safetensors_io
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
+# Small networks also compiled split, one pipeline per layer: branches and
+# concatenation, dense layers, pools dropping edge columns, batchnorms
+# folded and not.
+SPLIT_TOO = {"inception_block", "lenet5", "mnist_cnn", "cifar10_tutorial", "mlp"}
 
 APP = r"""
 #include <cstdio>
@@ -41,7 +48,7 @@ static std::vector<float> readFloats(const char* path, size_t n) {
 }
 
 int main(int argc, char** argv) {
-  // app WEIGHTS INPUT N OUTPUT SAVED
+  // app WEIGHTS INPUT N OUTPUT SAVED ACTIVATIONS
   int n = std::atoi(argv[3]);
   size_t inputSize = NET::kNetwork.inputSize;
   std::vector<float> x = readFloats(argv[2], n * inputSize);
@@ -50,6 +57,11 @@ int main(int argc, char** argv) {
     model.load(argv[1]);
     std::vector<float> out(n * NET::kOutputs), one(NET::kOutputs);
     model.forward(x.data(), n, out.data());
+    std::ofstream layers(argv[6], std::ios::binary);  // every layer's output for the batch
+    for (int l = 0; l < NET::kNetwork.layerCount; ++l) {
+      std::vector<float> a = model.activations(NET::kNetwork.layers[l].name);
+      layers.write(reinterpret_cast<char*>(a.data()), a.size() * sizeof(float));
+    }
     for (int i = 0; i < n; ++i) {  // batch 1 goes through its own entry point
       model.forward(x.data() + i * inputSize, 1, one.data());
       for (int k = 0; k < NET::kOutputs; ++k)
@@ -89,20 +101,21 @@ def reference_case(net, seed, batch, work):
     randomize(model, generator)
     x = torch.rand((batch,) + net.input, generator=generator)
     with torch.no_grad():
-        want = model(x).reshape(batch, -1).numpy()
+        layers = model(x, all_outputs=True)
+    want = layers[net.output.name].reshape(batch, -1).numpy()
     weights = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     safetensors_io.write(work / "weights.safetensors", weights)
     x.numpy().astype("<f4").tofile(work / "input.bin")
-    return weights, want
+    return weights, want, {layer.name: layers[layer.name].numpy() for layer in net.layers}
 
 
-def check_network(cnnc, path, work):
+def check_network(cnnc, path, work, options=()):
     net = netfile.load(path)
     batch = 3 if net.input[-1] < 100 else 1
-    weights, want = reference_case(net, 11, batch, work)
+    weights, want, layers = reference_case(net, 11, batch, work)
 
     # Inference alone is compared here (test_training.py covers training).
-    compiled = subprocess.run([cnnc, str(path), "-o", str(work / f"{net.name}.a"), "--inference-only"],
+    compiled = subprocess.run([cnnc, str(path), "-o", str(work / f"{net.name}.a"), "--inference-only", *options],
                               capture_output=True, text=True)
     if compiled.returncode != 0:
         return [f"cnnc failed: {compiled.stderr.strip()}"]
@@ -110,7 +123,8 @@ def check_network(cnnc, path, work):
     if problem:
         return [problem]
     ran = subprocess.run([str(app), str(work / "weights.safetensors"), str(work / "input.bin"), str(batch),
-                          str(work / "output.bin"), str(work / "saved.safetensors")], capture_output=True, text=True)
+                          str(work / "output.bin"), str(work / "saved.safetensors"), str(work / "layers.bin")],
+                         capture_output=True, text=True)
     if ran.returncode != 0:
         return [f"app failed: {ran.stderr.strip()}"]
     got = np.fromfile(work / "output.bin", dtype="<f4").reshape(2, batch, -1)
@@ -123,6 +137,18 @@ def check_network(cnnc, path, work):
             print(f"     first outputs: cnnc {values[0][:6]}, PyTorch {want[0][:6]}")
         if not error <= TOLERANCE:
             problems.append(f"{label}: max error {error:.2e} relative to the output scale")
+    # Model::activations after the batch: every layer's output, NCHW.
+    activations = np.fromfile(work / "layers.bin", dtype="<f4")
+    offset, worst = 0, (0.0, None)
+    for name, reference in layers.items():
+        values = activations[offset:offset + reference.size].reshape(reference.shape)
+        offset += reference.size
+        error = np.abs(values - reference).max() / max(np.abs(reference).max(), 1e-6)
+        worst = max(worst, (error, name), key=lambda w: w[0])
+    print(f"     {net.name} activations: max error {worst[0]:.2e} (layer {worst[1]})")
+    if offset != activations.size or not worst[0] <= TOLERANCE:
+        problems.append(f"activations: max error {worst[0]:.2e} in layer {worst[1]} "
+                        f"({activations.size} values for {offset})")
     saved, metadata = safetensors_io.read(work / "saved.safetensors")
     if metadata.get("format") != "cnnc" or metadata.get("network") != net.name:
         problems.append(f"saved metadata {metadata}")
@@ -141,11 +167,13 @@ def main(argv):
     for path in sorted((ROOT / "examples").glob("*.net")):
         if only and path.stem not in only:
             continue
-        with tempfile.TemporaryDirectory() as work:
-            problems = check_network(cnnc, path, pathlib.Path(work))
-        print(("FAIL " if problems else "ok   ") + path.stem + "".join(f"\n     {p}" for p in problems), flush=True)
-        failed += bool(problems)
-        passed += not problems
+        for options in [()] + ([("--pipelines", "layers")] if path.stem in SPLIT_TOO else []):
+            with tempfile.TemporaryDirectory() as work:
+                problems = check_network(cnnc, path, pathlib.Path(work), options)
+            label = path.stem + (" " + " ".join(options) if options else "")
+            print(("FAIL " if problems else "ok   ") + label + "".join(f"\n     {p}" for p in problems), flush=True)
+            failed += bool(problems)
+            passed += not problems
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or passed == 0 else 0
 
