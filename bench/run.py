@@ -2,9 +2,11 @@
 
     python3 bench/run.py [--build DIR] [--reps N] [WORKLOAD ...]
 
-Each workload is a .net file and a batch size. The network is built in
-PyTorch from the same file (tests/pytorch/netfile.py) with random weights,
-which cnnc loads too; outputs must agree to 1e-4 relative before anything is
+Each workload is a .net file and a batch size. cnnc compiles the network
+into its library and header, and bench/forward_bench.cpp is built against
+them with the link line cnnc prints (what a user's program runs). The
+network is built in PyTorch from the same file (tests/pytorch/netfile.py)
+with random weights, which the cnnc side loads too; outputs must agree to 1e-4 relative before anything is
 timed. Then, after a warm-up, turns alternate between the two sides until
 each has N timed forward passes: a pause (--gap-ms), one untimed pass, then
 --block timed ones; the table gives medians and minima, the ratio
@@ -80,8 +82,15 @@ def peak(bench):
     return float(subprocess.run([bench, "peak", "2"], capture_output=True, text=True, check=True).stdout)
 
 
+HARNESSES = {}  # .net path -> (forward_bench built against it, cnnc seconds)
+
+
 def run_workload(name, net_path, batch, build, reps, work, gap, block):
     cnnc_bin, bench = str(build / "compiler" / "cnnc"), str(build / "bench" / "cnnc_bench")
+    if net_path not in HARNESSES:  # one build per network, whatever the batch
+        HARNESSES[net_path] = train_torch.compile_harness(cnnc_bin, net_path, work,
+                                                          ROOT / "bench" / "forward_bench.cpp", ("--inference-only",))
+    program = HARNESSES[net_path][0]
     net = netfile.load(net_path)
     model = netfile.build_model(net).eval()
     torch.manual_seed(3)
@@ -93,12 +102,12 @@ def run_workload(name, net_path, batch, build, reps, work, gap, block):
         want = model(x).reshape(batch, -1).numpy()
 
     env = dict(os.environ, HL_NUM_THREADS="2")
-    server = subprocess.Popen([bench, "serve", str(net_path), str(batch), str(work / "w.safetensors"),
-                               str(work / "x.bin"), str(work / "y.bin")],
+    server = subprocess.Popen([str(program), str(work / "w.safetensors"), str(work / "x.bin"), str(batch),
+                               str(work / "y.bin")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     ready = server.stdout.readline().split()
     if not ready or ready[0] != "ready":
-        raise RuntimeError(f"{name}: cnnc_bench did not start")
+        raise RuntimeError(f"{name}: forward_bench did not start")
     got = np.fromfile(work / "y.bin", dtype="<f4").reshape(batch, -1)
     error = np.abs(got - want).max() / max(np.abs(want).max(), 1e-6)
     if not error <= 1e-4:
@@ -111,7 +120,7 @@ def run_workload(name, net_path, batch, build, reps, work, gap, block):
         time.sleep(gap)
         server.stdin.write(f"run {block + 1}\n")
         server.stdin.flush()
-        return [float(t) for t in server.stdout.readline().split()[1:]]
+        return [float(t) for t in server.stdout.readline().split()[1:]]  # the first is untimed
 
     def torch_turn(block):
         time.sleep(gap)

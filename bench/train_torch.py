@@ -25,6 +25,7 @@ gradients; 2 for a single layer, whose input needs no gradient).
 """
 
 import os
+import pathlib
 import re
 import shlex
 import statistics
@@ -46,13 +47,14 @@ UPDATE_TOLERANCE = 1e-3  # on a parameter's first update, relative to its larges
 WARMUP_STEPS = 3
 
 
-def compile_harness(cnnc, net_path, work, source):
-    """Compiles the network with cnnc and builds train_bench against it with
-    cnnc's printed link line; returns (the program, cnnc's wall time in s)."""
+def compile_harness(cnnc, net_path, work, source, options=()):
+    """Compiles the network with cnnc (and `options`) and builds the harness
+    `source` against it with cnnc's printed link line; returns (the program,
+    cnnc's wall time in s)."""
     net = netfile.load(net_path)
     library = work / f"{net.name}.a"
     start = time.perf_counter()
-    result = subprocess.run([cnnc, str(net_path), "-o", str(library)], capture_output=True, text=True)
+    result = subprocess.run([cnnc, str(net_path), "-o", str(library), *options], capture_output=True, text=True)
     compile_seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"cnnc {net_path} failed:\n{result.stdout}{result.stderr}")
@@ -60,7 +62,7 @@ def compile_harness(cnnc, net_path, work, source):
     if not link:
         raise RuntimeError(f"cnnc printed no link line:\n{result.stdout}")
     words = shlex.split(link.group(1))
-    program = work / f"train_bench_{net.name}"
+    program = work / f"{pathlib.Path(source).stem}_{net.name}"
     words[words.index("app.cpp")] = str(source)
     words[words.index("-o") + 1] = str(program)
     defines = [f"-I{work}", f'-DCNNC_NET_HEADER="{net.name}.h"', f"-DCNNC_NET={net.name}"]

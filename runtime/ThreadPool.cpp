@@ -101,7 +101,7 @@ void workerLoop(Pool& p) {
   }
 }
 
-// Without Halide's own pool to fall back on (a JIT pipeline's handler).
+// Runs a loop on the calling thread.
 int serialDoParFor(void* userContext, halide_task_t task, int min, int size, uint8_t* closure) {
   for (int i = 0; i < size; ++i)
     if (int result = task(userContext, min + i, closure)) return result;
@@ -136,8 +136,7 @@ int spinningDoParFor(void* userContext, halide_task_t task, int min, int size, u
   return p.error.load();
 }
 
-}  // namespace
-
+// Starts the pool once; its do_par_for.
 halide_do_par_for_t spinningPool(int threads, int spinMicroseconds) {
   if (!pool) {
     pool = new Pool;  // lives as long as the process: Halide may call it until exit
@@ -148,6 +147,8 @@ halide_do_par_for_t spinningPool(int threads, int spinMicroseconds) {
   }
   return spinningDoParFor;
 }
+
+}  // namespace
 
 void installSpinningPool(int threads, int spinMicroseconds) {
   if (pool || !halide_set_custom_do_par_for) return;

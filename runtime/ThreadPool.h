@@ -15,19 +15,12 @@
 // from another thread) runs serially on its caller.
 #pragma once
 
-#include <HalideRuntime.h>
-
 namespace cnnc {
 
 // Starts `threads` - 1 workers (the caller is the other one) that spin for
 // `spinMicroseconds` after each job, then sleep until the next; installs
 // the pool as Halide's do_par_for. Later calls do nothing.
 void installSpinningPool(int threads, int spinMicroseconds);
-
-// The same pool without installing it: its do_par_for, for a pipeline
-// compiled in-process (Halide's JIT, whose loops take a handler of their own:
-// jit_handlers().custom_do_par_for).
-halide_do_par_for_t spinningPool(int threads, int spinMicroseconds);
 
 // The pool as the generated library uses it: HL_NUM_THREADS threads (as
 // Halide's own pool; default: the processors), spinning CNNC_SPIN_US
