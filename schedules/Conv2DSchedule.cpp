@@ -169,22 +169,23 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   Func input = lowered.stages.at("input");
   int vec = knobs.vectorWidth, tileC = vec * knobs.channelVectors;
 
-  // Parameters: packed once per call. A transpose of PyTorch's [K][C][kh][kw]:
-  // each vector of filters gathers from K rows, so the rows' (kx, ky) for
-  // one input channel are gathered back to back while their cache lines
-  // are in L1 (filters innermost, they missed the cache on every element:
+  // Parameters: packed once per call. A transpose of PyTorch's [K][C][kh][kw]
+  // in tiles: each vector of filters gathers from `vec` rows, and a tile's
+  // 16 input channels x kernel taps of those rows stay in L1 while all of
+  // them are gathered (filters innermost, every element missed the cache:
   // ResNet-18's deep 3x3 layers spent longer packing than convolving at
-  // batch 1), input channels in parallel.
+  // batch 1), blocks of input channels in parallel.
   {
     std::vector<Var> args = weights.args();  // (c, ci, kx, ky)
-    Var co("co"), cv("cv");
+    Var co("co"), cv("cv"), cio("cio"), cii("cii");
     weights.compute_root()
         .split(c, co, cv, vec, TailStrategy::RoundUp)
-        .reorder(cv, args[2], args[3], co, args[1])
+        .split(args[1], cio, cii, 16, TailStrategy::GuardWithIf)
+        .reorder(cv, args[2], args[3], cii, co, cio)
         .vectorize(cv);
     int64_t elements = layer.params[0].elements();
     if (elements >= (1 << 16) && runsInParallel(options, 2.0 * double(elements)))
-      weights.parallel(args[1]);
+      weights.parallel(cio);
   }
   lowered.stages.at("bias").compute_root().vectorize(c, vec, TailStrategy::RoundUp);
   for (const char* stage : {"bn_scale", "bn_shift"})
