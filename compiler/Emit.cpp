@@ -213,7 +213,8 @@ std::vector<LayerSplit> layerSplits(const Network& net, const EmitOptions& optio
 }
 
 std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& options,
-                                      const std::vector<LayerSplit>& splits) {
+                                      const std::vector<LayerSplit>& splits,
+                                      const std::vector<Halide::Target>& targets) {
   std::string prefix = symbolPrefix(net);
   const ScheduleOverrides* overrides = &options.schedule;
   std::vector<PipelineJob> jobs;
@@ -247,8 +248,9 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
       jobs.push_back(
           {fmt::format("{}: {}{}", entryNames[e], net.layers[function.layer].name, alike),
            function.symbol,
-           [&net, split, overrides, f](const std::string& name, const Halide::Target& t) {
-             return layerFunctionModule(net, *split, static_cast<int>(f), *overrides, t, name);
+           [&net, split, overrides, f, &targets](const std::string& name, const Halide::Target& t) {
+             return layerFunctionModule(net, *split, static_cast<int>(f), *overrides, targets, t,
+                                        name);
            }});
     }
   }
@@ -374,7 +376,7 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     // folder of its own: with several targets, Halide's compile_multitarget
     // writes a variant per target and a wrapper that picks the first whose
     // features the CPU has (the last target is the fallback, unchecked).
-    std::vector<PipelineJob> jobs = pipelineJobs(net, options, splits);
+    std::vector<PipelineJob> jobs = pipelineJobs(net, options, splits, targets);
     std::vector<ChildJob> children;
     std::vector<fs::path> folders;
     for (size_t j = 0; j < jobs.size(); ++j) {

@@ -135,8 +135,9 @@ LayerSplit planLayerSplit(const Network& net, ForwardEntry entry,
 }
 
 Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, int function,
-                                   const ScheduleOverrides& overrides, const Halide::Target& target,
-                                   const std::string& name) {
+                                   const ScheduleOverrides& overrides,
+                                   const std::vector<Halide::Target>& targets,
+                                   const Halide::Target& target, const std::string& name) {
   int i = split.functions[function].layer;
   bool activations = split.entry == ForwardEntry::Activations;
   LoweredNetwork lowered =
@@ -156,6 +157,19 @@ Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, 
     for (size_t p = 0; p < net.layers[layer].params.size(); ++p)
       args.push_back(lowered.params[lowered.paramOffsets[layer] + p]);
   Halide::Func out = lowered.layers[i].value.func;
+  ScheduleOptions options = entryOptions(split.entry, target, overrides);
+  std::array<int, 3> own = scheduledExtents(net, i, options);
+  if (own != callExtents(net, split, i, overrides, targets)) {
+    // The runtime's buffer covers what another target's variant writes,
+    // which this one's schedule does not compute: a copy, the rest of it
+    // (read by no consumer) filled with edge values.
+    const auto& [c, x, y, n] = layerVars();
+    Halide::Func copy(net.layers[i].name + "_copy");
+    copy(c, x, y, n) =
+        out(Halide::min(c, own[0] - 1), Halide::min(x, own[1] - 1), Halide::min(y, own[2] - 1), n);
+    copy.compute_root().vectorize(c, floatVectorWidth(target), Halide::TailStrategy::GuardWithIf);
+    out = copy;
+  }
   for (int d = 0; d < 4; ++d) out.output_buffer().dim(d).set_min(0);
   return Halide::Pipeline(out).compile_to_module(args, name, target);
 }

@@ -59,11 +59,13 @@ bool splitByDefault(const Network& net);
 LayerSplit planLayerSplit(const Network& net, ForwardEntry entry,
                           const ScheduleOverrides& overrides, const std::string& entrySymbol);
 
-// One of split.functions: (sources..., parameters...) -> the layer's output
-// in the internal layout (c, x, y, n).
+// One of split.functions, for `target` of the library's `targets`:
+// (sources..., parameters...) -> the layer's output in the internal layout
+// (c, x, y, n), over callExtents.
 Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, int function,
-                                   const ScheduleOverrides& overrides, const Halide::Target& target,
-                                   const std::string& name);
+                                   const ScheduleOverrides& overrides,
+                                   const std::vector<Halide::Target>& targets,
+                                   const Halide::Target& target, const std::string& name);
 
 // The (c, x, y) extents a separate layer's function writes, for every
 // target of the library (the runtime's buffers cover the largest).

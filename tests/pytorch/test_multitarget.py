@@ -118,49 +118,53 @@ def main(argv):
 
         net = netfile.load(ROOT / "examples" / "lenet5.net")
         batch = 3
-        _, want = reference_case(net, 5, batch, work)
+        _, want, _ = reference_case(net, 5, batch, work)
 
-        compiled = subprocess.run([cnnc, str(ROOT / "examples" / "lenet5.net"), "-o", str(work / "lenet5.a"),
-                                   "--target", TARGETS], capture_output=True, text=True)
-        if compiled.returncode != 0:
-            print(f"FAIL cnnc --target {TARGETS}: {compiled.stderr.strip()}")
-            return 1
-        app, problem = linkline.build_app(compiled.stdout, APP, work)
-        if problem:
-            print(f"FAIL {problem}")
-            return 1
+        # Whole pipelines, and split into layer functions (whose buffers
+        # must cover what any target's schedule writes).
+        for pipelines in ("whole", "layers"):
+            print(f"     --pipelines {pipelines}")
+            compiled = subprocess.run([cnnc, str(ROOT / "examples" / "lenet5.net"), "-o", str(work / "lenet5.a"),
+                                       "--target", TARGETS, "--pipelines", pipelines], capture_output=True, text=True)
+            if compiled.returncode != 0:
+                print(f"FAIL cnnc --target {TARGETS}: {compiled.stderr.strip()}")
+                return 1
+            app, problem = linkline.build_app(compiled.stdout, APP, work)
+            if problem:
+                print(f"FAIL {problem}")
+                return 1
 
-        losses = {}
-        scale = max(np.abs(want).max(), 1e-6)
-        most = None
-        for mode in ("host", "middle", "fallback"):
-            extra = [str(most)] if mode == "middle" else []
-            ran = subprocess.run([str(app), mode, str(work / "weights.safetensors"), str(work / "input.bin"),
-                                  str(batch), str(work / f"{mode}.bin")] + extra, capture_output=True, text=True)
-            if ran.returncode != 0:
-                problems.append(f"{mode}: app failed ({ran.returncode}): {ran.stderr.strip()}")
+            losses = {}
+            scale = max(np.abs(want).max(), 1e-6)
+            most = None
+            for mode in ("host", "middle", "fallback"):
+                extra = [str(most)] if mode == "middle" else []
+                ran = subprocess.run([str(app), mode, str(work / "weights.safetensors"), str(work / "input.bin"),
+                                      str(batch), str(work / f"{mode}.bin")] + extra, capture_output=True, text=True)
+                if ran.returncode != 0:
+                    problems.append(f"{pipelines} {mode}: app failed ({ran.returncode}): {ran.stderr.strip()}")
+                    if mode == "host":
+                        break
+                    continue
+                found = re.search(r"queries (\d+) most (\d+)", ran.stdout)
+                queries = int(found.group(1))
                 if mode == "host":
-                    break
-                continue
-            found = re.search(r"queries (\d+) most (\d+)", ran.stdout)
-            queries = int(found.group(1))
-            if mode == "host":
-                most = int(found.group(2))  # the first target's feature count: refused next
-            if queries == 0:
-                problems.append(f"{mode}: the dispatcher never consulted the feature check")
-            got = np.fromfile(work / f"{mode}.bin", dtype="<f4")
-            losses[mode] = float(got[-1])
-            outputs = got[:-1].reshape(2, batch, -1)
-            for label, values in (("batch", outputs[0]), ("batch 1", outputs[1])):
-                error = np.abs(values - want).max() / scale
-                print(f"     {mode} {label}: max error {error:.2e} of output scale {scale:.3g}")
-                if not error <= TOLERANCE:
-                    problems.append(f"{mode} {label}: max error {error:.2e}")
-            print(f"     {mode}: train-step loss {losses[mode]:.7f}, feature checks {queries}")
-        if len(losses) == 3:
-            spread = (max(losses.values()) - min(losses.values())) / max(abs(losses["host"]), 1e-12)
-            if not spread <= 1e-5:
-                problems.append(f"train-step losses differ between variants: {losses}")
+                    most = int(found.group(2))  # the first target's feature count: refused next
+                if queries == 0:
+                    problems.append(f"{pipelines} {mode}: the dispatcher never consulted the feature check")
+                got = np.fromfile(work / f"{mode}.bin", dtype="<f4")
+                losses[mode] = float(got[-1])
+                outputs = got[:-1].reshape(2, batch, -1)
+                for label, values in (("batch", outputs[0]), ("batch 1", outputs[1])):
+                    error = np.abs(values - want).max() / scale
+                    print(f"     {mode} {label}: max error {error:.2e} of output scale {scale:.3g}")
+                    if not error <= TOLERANCE:
+                        problems.append(f"{pipelines} {mode} {label}: max error {error:.2e}")
+                print(f"     {mode}: train-step loss {losses[mode]:.7f}, feature checks {queries}")
+            if len(losses) == 3:
+                spread = (max(losses.values()) - min(losses.values())) / max(abs(losses["host"]), 1e-12)
+                if not spread <= 1e-5:
+                    problems.append(f"{pipelines}: train-step losses differ between variants: {losses}")
     print(("FAIL " if problems else "ok   ") + "multitarget" + "".join(f"\n     {p}" for p in problems))
     return 1 if problems else 0
 
