@@ -239,10 +239,6 @@ void ModelBase::initialize(uint64_t seed) {
 void ModelBase::forward(const float* x, int n, float* out) {
   if (n < 1) throw Error("forward: n must be at least 1, got " + std::to_string(n));
   if (!x || !out) throw Error("forward: null input or output pointer");
-  std::vector<std::unique_ptr<HostBuffer>> params;
-  std::vector<void*> arguments = {nullptr};  // the input, set per chunk
-  appendParameterBuffers(info_, params_, params, arguments);
-  arguments.push_back(nullptr);  // the output, set per chunk
   const LayerInfo& last = info_.layers[info_.layerCount - 1];
   if (info_.forwardCalls) {
     int chunk = layerProgramChunk(*info_.forwardCalls);
@@ -255,19 +251,24 @@ void ModelBase::forward(const float* x, int n, float* out) {
                                     out + start * info_.outputSize);
                       });
     }
-  }
-  for (int start = 0; start < n && !info_.forwardCalls; start += kMaxChunk) {
-    int count = std::min(kMaxChunk, n - start);
-    HostBuffer input(x + start * info_.inputSize,
-                     batchDims(info_.inputRank, info_.inputShape, count));
-    HostBuffer output(out + start * info_.outputSize, batchDims(last.rank, last.shape, count));
-    arguments.front() = input.get();
-    arguments.back() = output.get();
-    PipelineEntry entry = count == 1 ? info_.forwardOne : info_.forward;
-    int status = entry(arguments.data());
-    if (status != 0)
-      throw Error("forward of network '" + std::string(info_.name) + "' failed with Halide error " +
-                  std::to_string(status));
+  } else {
+    std::vector<std::unique_ptr<HostBuffer>> params;
+    std::vector<void*> arguments = {nullptr};  // the input, set per chunk
+    appendParameterBuffers(info_, params_, params, arguments);
+    arguments.push_back(nullptr);  // the output, set per chunk
+    for (int start = 0; start < n; start += kMaxChunk) {
+      int count = std::min(kMaxChunk, n - start);
+      HostBuffer input(x + start * info_.inputSize,
+                       batchDims(info_.inputRank, info_.inputShape, count));
+      HostBuffer output(out + start * info_.outputSize, batchDims(last.rank, last.shape, count));
+      arguments.front() = input.get();
+      arguments.back() = output.get();
+      PipelineEntry entry = count == 1 ? info_.forwardOne : info_.forward;
+      int status = entry(arguments.data());
+      if (status != 0)
+        throw Error("forward of network '" + std::string(info_.name) +
+                    "' failed with Halide error " + std::to_string(status));
+    }
   }
   lastInput_.assign(x, x + static_cast<size_t>(n) * info_.inputSize);
   lastBatch_ = n;

@@ -101,16 +101,13 @@ void workerLoop(Pool& p) {
   }
 }
 
-// Runs a loop on the calling thread.
-int serialDoParFor(void* userContext, halide_task_t task, int min, int size, uint8_t* closure) {
-  for (int i = 0; i < size; ++i)
-    if (int result = task(userContext, min + i, closure)) return result;
-  return 0;
-}
-
 int spinningDoParFor(void* userContext, halide_task_t task, int min, int size, uint8_t* closure) {
   Pool& p = *pool;
-  auto serial = [&] { return serialDoParFor(userContext, task, min, size, closure); };
+  auto serial = [&] {
+    for (int i = 0; i < size; ++i)
+      if (int result = task(userContext, min + i, closure)) return result;
+    return 0;
+  };
   if (size <= 1 || inJob) return serial();
   if (uint64_t(size) > kMask21 || p.workers.empty())
     return p.fallback(userContext, task, min, size, closure);
@@ -136,43 +133,31 @@ int spinningDoParFor(void* userContext, halide_task_t task, int min, int size, u
   return p.error.load();
 }
 
-// Starts the pool once; its do_par_for.
-halide_do_par_for_t spinningPool(int threads, int spinMicroseconds) {
-  if (!pool) {
-    pool = new Pool;  // lives as long as the process: Halide may call it until exit
-    pool->spin = std::chrono::microseconds(spinMicroseconds);
-    pool->fallback = serialDoParFor;
-    for (int t = 1; t < threads; ++t) pool->workers.emplace_back(workerLoop, std::ref(*pool));
-    for (auto& w : pool->workers) w.detach();
-  }
-  return spinningDoParFor;
-}
-
 }  // namespace
 
 void installSpinningPool(int threads, int spinMicroseconds) {
   if (pool || !halide_set_custom_do_par_for) return;
-  spinningPool(threads, spinMicroseconds);
+  pool = new Pool;  // lives as long as the process: Halide may call it until exit
+  pool->spin = std::chrono::microseconds(spinMicroseconds);
+  for (int t = 1; t < threads; ++t) pool->workers.emplace_back(workerLoop, std::ref(*pool));
+  for (auto& w : pool->workers) w.detach();
   pool->fallback = halide_set_custom_do_par_for(spinningDoParFor);
 }
 
-PoolSettings poolSettingsFromEnvironment() {
-  const char* spin = std::getenv("CNNC_SPIN_US");
-  const char* threads = std::getenv("HL_NUM_THREADS");
-  PoolSettings settings;
-  settings.spinMicroseconds = spin ? std::atoi(spin) : 1000;
-  settings.threads = threads && std::atoi(threads) > 0
-                         ? std::atoi(threads)
-                         : static_cast<int>(std::thread::hardware_concurrency());
-  settings.threads = std::max(settings.threads, 1);
-  return settings;
-}
+}  // namespace cnnc
+
+namespace cnnc {
 
 void installDefaultThreadPool() {
   static const bool installed = [] {
-    PoolSettings settings = poolSettingsFromEnvironment();
-    if (settings.spinMicroseconds <= 0) return false;
-    installSpinningPool(settings.threads, settings.spinMicroseconds);
+    const char* spin = std::getenv("CNNC_SPIN_US");
+    int spinMicroseconds = spin ? std::atoi(spin) : 1000;
+    if (spinMicroseconds <= 0) return false;
+    const char* threads = std::getenv("HL_NUM_THREADS");
+    int count = threads && std::atoi(threads) > 0
+                    ? std::atoi(threads)
+                    : static_cast<int>(std::thread::hardware_concurrency());
+    installSpinningPool(std::max(count, 1), spinMicroseconds);
     return true;
   }();
   (void)installed;

@@ -22,16 +22,9 @@ namespace cnnc {
 // the pool as Halide's do_par_for. Later calls do nothing.
 void installSpinningPool(int threads, int spinMicroseconds);
 
-// The pool as the generated library uses it: HL_NUM_THREADS threads (as
-// Halide's own pool; default: the processors), spinning CNNC_SPIN_US
-// microseconds (default 1000; 0 keeps Halide's pool).
-struct PoolSettings {
-  int threads = 1;
-  int spinMicroseconds = 0;
-};
-PoolSettings poolSettingsFromEnvironment();
-
-// Installs that pool; called by the first Model.
+// The pool as the generated library uses it, installed by the first Model:
+// HL_NUM_THREADS threads (as Halide's own pool; default: the processors),
+// spinning CNNC_SPIN_US microseconds (default 1000; 0 keeps Halide's pool).
 void installDefaultThreadPool();
 
 }  // namespace cnnc
