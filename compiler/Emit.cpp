@@ -87,9 +87,10 @@ Halide::Target parseTarget(const std::string& text) {
 // The batch-N or batch-1 forward pass: input, parameters -> the last layer.
 Halide::Module forwardModule(const Network& net, const Halide::Target& target, bool batchOne,
                              const ScheduleOverrides& overrides, const std::string& name) {
-  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference);
   ScheduleOptions options{target, batchOne, &overrides};
   options.examplesFused = true;
+  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, true, Halide::Expr(), {},
+                                        convWeightBlocks(net, options));
   scheduleForward(net, lowered, options);
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
@@ -106,8 +107,10 @@ Halide::Module forwardModule(const Network& net, const Halide::Target& target, b
 // that a conv's own output is what it shows).
 Halide::Module activationsModule(const Network& net, const Halide::Target& target,
                                  const std::string& name) {
-  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, /*foldBatchNorms=*/false);
-  scheduleForward(net, lowered, ScheduleOptions{target, false});
+  ScheduleOptions options{target, false};
+  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, /*foldBatchNorms=*/false,
+                                        Halide::Expr(), {}, convWeightBlocks(net, options));
+  scheduleForward(net, lowered, options);
   std::vector<Halide::Func> outputs;
   for (size_t i = 0; i < net.layers.size(); ++i) {
     Halide::Func out = lowered.apiOutput(static_cast<int>(i));

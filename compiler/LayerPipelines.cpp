@@ -140,9 +140,10 @@ Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, 
                                    const Halide::Target& target, const std::string& name) {
   int i = split.functions[function].layer;
   bool activations = split.entry == ForwardEntry::Activations;
-  LoweredNetwork lowered =
-      lowerNetwork(net, Purpose::Inference, !activations, Halide::Expr(), split.separate);
-  scheduleForward(net, lowered, entryOptions(split.entry, target, overrides));
+  ScheduleOptions options = entryOptions(split.entry, target, overrides);
+  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, !activations, Halide::Expr(),
+                                        split.separate, convWeightBlocks(net, options));
+  scheduleForward(net, lowered, options);
 
   std::vector<Halide::Argument> args;
   for (int source : split.sources[i]) {
@@ -157,7 +158,6 @@ Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, 
     for (size_t p = 0; p < net.layers[layer].params.size(); ++p)
       args.push_back(lowered.params[lowered.paramOffsets[layer] + p]);
   Halide::Func out = lowered.layers[i].value.func;
-  ScheduleOptions options = entryOptions(split.entry, target, overrides);
   std::array<int, 3> own = scheduledExtents(net, i, options);
   if (own != callExtents(net, split, i, overrides, targets)) {
     // The runtime's buffer covers what another target's variant writes,

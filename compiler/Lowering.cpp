@@ -144,7 +144,8 @@ std::vector<int> foldableBatchNorms(const Network& net) {
 }
 
 LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms,
-                            Expr dropoutSeed, const std::vector<bool>& separate) {
+                            Expr dropoutSeed, const std::vector<bool>& separate,
+                            const std::vector<int>& weightBlocks) {
   const auto& [c, x, y, n] = layerVars();
   LoweredNetwork lowered;
   const Shape& inShape = net.inputShape;
@@ -194,6 +195,7 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
     ForwardContext ctx{net, layer, static_cast<int>(i), {}, layerParams[i], purpose};
     ctx.batch = lowered.input.dim(inShape.isImage() ? 3 : 1).extent();
     ctx.dropoutSeed = dropoutSeed;
+    if (i < weightBlocks.size()) ctx.weightBlock = weightBlocks[i];
     for (int in : layer.inputs)
       ctx.inputs.push_back(in == kInputIndex                    ? &lowered.inputValue
                            : lowered.storedInputs[in].defined() ? &storedValues[in]

@@ -44,6 +44,10 @@ struct ForwardContext {
   // batchnorm's parameters, when this conv absorbs one.
   std::vector<Halide::Func> foldedBatchNorm;
   const Layer* foldedBatchNormLayer = nullptr;
+  // A conv's packed weights in blocks of this many output channels, the
+  // register tile's (0: one block): a tile's weights then stream
+  // contiguously. A data layout the schedule picks (convWeightBlocks).
+  int weightBlock = 0;
   // Training: the examples in the batch (batch statistics) and the step's
   // dropout seed.
   Halide::Expr batch;
@@ -115,9 +119,11 @@ void pinApiLayout(Halide::OutputImageParam buffer, const Shape& shape);
 // them; `dropoutSeed` (training only, uint32) seeds the dropout masks.
 // `separate` (inference only; empty: none) marks the layers read back from
 // LoweredNetwork::storedInputs: (c, x, y, n), channels innermost.
+// `weightBlocks` (empty: none) gives each layer's ForwardContext::weightBlock.
 LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms = true,
                             Halide::Expr dropoutSeed = Halide::Expr(),
-                            const std::vector<bool>& separate = {});
+                            const std::vector<bool>& separate = {},
+                            const std::vector<int>& weightBlocks = {});
 
 // Which batchnorms inference folds into the convolution before them: for
 // each layer, the conv it is folded into, or -1.

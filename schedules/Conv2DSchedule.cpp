@@ -45,6 +45,10 @@ int64_t scheduledChannels(const Layer& layer, const Conv2DKnobs& knobs) {
   return (filters + tile - 1) / tile * tile;
 }
 
+int weightBlock(const Conv2DKnobs& knobs) {
+  return knobs.vectorizeColumns ? 0 : knobs.vectorWidth * knobs.channelVectors;
+}
+
 int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs) {
   int64_t width = layer.outputShape.width(), vec = knobs.vectorWidth;
   bool padded = layer.sizeAttr("pad").w > 0;
@@ -165,27 +169,29 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   const auto& [c, x, y, n] = layerVars();
   Func out = lowered.value.func;
   Func conv = lowered.stages.at("conv");
-  Func weights = lowered.stages.at("weights");
   Func input = lowered.stages.at("input");
   int vec = knobs.vectorWidth, tileC = vec * knobs.channelVectors;
 
-  // Parameters: packed once per call. A transpose of PyTorch's [K][C][kh][kw]
-  // in tiles: each vector of filters gathers from `vec` rows, and a tile's
-  // 16 input channels x kernel taps of those rows stay in L1 while all of
-  // them are gathered (filters innermost, every element missed the cache:
-  // ResNet-18's deep 3x3 layers spent longer packing than convolving at
-  // batch 1), blocks of input channels in parallel.
+  // Parameters: packed once per call, in blocks of the register tile's
+  // channels (convWeightBlocks), so that a tile's weights are one
+  // sequential stream (bench/NOTES.md: 16% on W1). A transpose of
+  // PyTorch's [K][C][kh][kw] in tiles: each vector of filters gathers from
+  // `vec` rows, and a tile's 16 input channels x kernel taps of those rows
+  // stay in L1 while all of them are gathered (filters innermost, every
+  // element missed the cache: ResNet-18's deep 3x3 layers spent longer
+  // packing than convolving at batch 1), blocks of input channels in parallel.
   {
-    std::vector<Var> args = weights.args();  // (c, ci, kx, ky)
-    Var co("co"), cv("cv"), cio("cio"), cii("cii");
-    weights.compute_root()
-        .split(c, co, cv, vec, TailStrategy::RoundUp)
+    Func packed = lowered.stages.at("packed_weights");
+    std::vector<Var> args = packed.args();  // (kv, ci, kx, ky, kb)
+    Var kvo("kvo"), kvi("kvi"), cio("cio"), cii("cii");
+    packed.compute_root()
+        .split(args[0], kvo, kvi, vec, TailStrategy::RoundUp)
         .split(args[1], cio, cii, 16, TailStrategy::GuardWithIf)
-        .reorder(cv, args[2], args[3], cii, co, cio)
-        .vectorize(cv);
+        .reorder(kvi, args[2], args[3], cii, kvo, cio, args[4])
+        .vectorize(kvi);
     int64_t elements = layer.params[0].elements();
     if (elements >= (1 << 16) && runsInParallel(options, 2.0 * double(elements)))
-      weights.parallel(cio);
+      packed.parallel(cio);
   }
   lowered.stages.at("bias").compute_root().vectorize(c, vec, TailStrategy::RoundUp);
   for (const char* stage : {"bn_scale", "bn_shift"})

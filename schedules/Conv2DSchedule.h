@@ -28,6 +28,9 @@ struct Conv2DKnobs {
 
 // The output channels the schedule computes: whole register tiles of them.
 int64_t scheduledChannels(const Layer& layer, const Conv2DKnobs& knobs);
+// The output channels per block of its packed weights (0: one block): the
+// register tile's, whose weights then stream contiguously.
+int weightBlock(const Conv2DKnobs& knobs);
 // The output columns it computes: whole column vectors of a padded layer.
 int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs);
 

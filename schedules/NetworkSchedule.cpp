@@ -200,6 +200,14 @@ std::array<int, 3> scheduledExtents(const Network& net, size_t i, const Schedule
   return extents;
 }
 
+std::vector<int> convWeightBlocks(const Network& net, const ScheduleOptions& options) {
+  std::vector<int> blocks(net.layers.size(), 0);
+  for (size_t i = 0; i < net.layers.size(); ++i)
+    if (net.layers[i].kind == LayerKind::Conv2D)
+      blocks[i] = weightBlock(conv2DKnobs(net, i, options));
+  return blocks;
+}
+
 namespace {
 
 void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i,

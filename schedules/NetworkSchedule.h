@@ -61,6 +61,10 @@ bool isStored(const Network& net, const LoweredNetwork& lowered, size_t i,
 // register tiles. A buffer the layer is computed into must cover it.
 std::array<int, 3> scheduledExtents(const Network& net, size_t i, const ScheduleOptions& options);
 
+// Per layer, the ForwardContext::weightBlock its schedule packs a conv's
+// weights in (0 for other layers): for lowerNetwork.
+std::vector<int> convWeightBlocks(const Network& net, const ScheduleOptions& options);
+
 void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options);
 
 // A layer's output in the API's layout (LoweredNetwork::apiOutput): an image

@@ -106,17 +106,32 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   // whole register tiles; a folded batchnorm scales them here for free.
   Halide::Func weights(layer.name + "_weights"), bias(layer.name + "_bias");
   Halide::Var kx("kx"), ky("ky"), ci("ci");
-  Halide::Expr k = Halide::min(c, K - 1);
-  Halide::Expr w = ctx.params[0](kx, ky, ci, k);
-  Halide::Expr b = hasBias ? ctx.params[1](k) : Halide::Expr(0.0f);
+  std::pair<Halide::Func, Halide::Func> folded;
   if (ctx.foldedBatchNormLayer) {
-    auto [scale, shift] = batchNormScaleShift(*ctx.foldedBatchNormLayer, ctx.foldedBatchNorm);
-    out.stages["bn_scale"] = scale;
-    out.stages["bn_shift"] = shift;
-    w = w * scale(k);
-    b = b * scale(k) + shift(k);
+    folded = batchNormScaleShift(*ctx.foldedBatchNormLayer, ctx.foldedBatchNorm);
+    out.stages["bn_scale"] = folded.first;
+    out.stages["bn_shift"] = folded.second;
   }
-  weights(c, ci, kx, ky) = Halide::select(c < K, w, 0.0f);
+  auto weightOf = [&](const Halide::Expr& filter) {
+    Halide::Expr k = Halide::min(filter, K - 1);
+    Halide::Expr w = ctx.params[0](kx, ky, ci, k);
+    return ctx.foldedBatchNormLayer ? w * folded.first(k) : w;
+  };
+  Halide::Expr k = Halide::min(c, K - 1);
+  Halide::Expr b = hasBias ? ctx.params[1](k) : Halide::Expr(0.0f);
+  if (ctx.foldedBatchNormLayer) b = b * folded.first(k) + folded.second(k);
+  // Stored in blocks of output channels, packed(k % block, ci, kx, ky,
+  // k / block), and read through `weights` (inlined).
+  Halide::Var kv("kv"), kb("kb");
+  Halide::Func packed(layer.name + "_packed_weights");
+  if (ctx.weightBlock > 0) {
+    Halide::Expr blockedK = kb * ctx.weightBlock + kv;
+    packed(kv, ci, kx, ky, kb) = Halide::select(blockedK < K, weightOf(blockedK), 0.0f);
+    weights(c, ci, kx, ky) = packed(c % ctx.weightBlock, ci, kx, ky, c / ctx.weightBlock);
+  } else {
+    packed(kv, ci, kx, ky, kb) = Halide::select(kv < K, weightOf(kv), 0.0f);
+    weights(c, ci, kx, ky) = packed(c, ci, kx, ky, 0);
+  }
   bias(c) = Halide::select(c < K, b, 0.0f);
 
   Halide::RDom r(0, Cg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
@@ -135,6 +150,7 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   out.value.shape = layer.outputShape;
   out.stages["input"] = input;
   out.stages["weights"] = weights;
+  out.stages["packed_weights"] = packed;
   out.stages["bias"] = bias;
   out.stages["conv"] = conv;
   out.reductions["conv"] = r;

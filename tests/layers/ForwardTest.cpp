@@ -54,9 +54,10 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
     }
   std::vector<ref::Tensor> expected = ref::evaluate(net, input, params);
 
-  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference);
   ScheduleOptions options{target, batch == 1, overrides};
   options.examplesFused = true;
+  LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, true, Halide::Expr(), {},
+                                        convWeightBlocks(net, options));
   scheduleForward(net, lowered, options);
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
