@@ -270,9 +270,21 @@ void ModelBase::forward(const float* x, int n, float* out) {
                     "' failed with Halide error " + std::to_string(status));
     }
   }
-  lastInput_.assign(x, x + static_cast<size_t>(n) * info_.inputSize);
-  lastBatch_ = n;
+  if (recordActivations_) {
+    lastInput_.assign(x, x + static_cast<size_t>(n) * info_.inputSize);
+    lastBatch_ = n;
+  } else {
+    lastBatch_ = 0;
+  }
   activationsValid_ = false;
+}
+
+void ModelBase::record_activations(bool on) {
+  recordActivations_ = on;
+  if (!on) {
+    lastInput_ = {};
+    lastBatch_ = 0;
+  }
 }
 
 int ModelBase::predict(const float* example) {
@@ -525,7 +537,9 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
 
 std::vector<float> ModelBase::activations(const std::string& layer) {
   int index = layerIndex(layer);
-  if (lastBatch_ == 0) throw Error("activations: call forward first");
+  if (lastBatch_ == 0)
+    throw Error(recordActivations_ ? "activations: call forward first"
+                                   : "activations: call record_activations(true) before forward");
   if (!activationsValid_ && info_.activationCalls) {
     activations_.assign(info_.layerCount, {});
     runLayerProgram(*info_.activationCalls, lastInput_.data(), lastBatch_, true,

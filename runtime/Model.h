@@ -167,6 +167,10 @@ class ModelBase {
 
   // A layer's output for the examples of the last `forward`, in NCHW order
   // (n x C x H x W, or n x features): for visualization and deep features.
+  // Needs record_activations(true) before that forward: recording keeps a
+  // copy of every forward's input (off by default, since on big inputs the
+  // copy costs a good share of an inference).
+  void record_activations(bool on);
   std::vector<float> activations(const std::string& layer);
   std::vector<int64_t> activationShape(const std::string& layer) const;  // with the batch first
 
@@ -216,8 +220,9 @@ class ModelBase {
 
   const NetworkInfo& info_;
   std::vector<std::vector<float>> params_;
+  bool recordActivations_ = false;
   std::vector<float> lastInput_;  // the last forward's examples, for activations()
-  int lastBatch_ = 0;
+  int lastBatch_ = 0;             // their count: 0 when not recorded
   std::vector<std::vector<float>> activations_;  // computed on demand
   bool activationsValid_ = false;
 

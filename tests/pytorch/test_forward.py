@@ -57,6 +57,14 @@ int main(int argc, char** argv) {
     model.load(argv[1]);
     std::vector<float> out(n * NET::kOutputs), one(NET::kOutputs);
     model.forward(x.data(), n, out.data());
+    try {  // not recorded: a clear error, not stale or empty maps
+      model.activations(NET::kNetwork.layers[0].name);
+      std::fprintf(stderr, "activations without record_activations did not throw\n");
+      return 4;
+    } catch (const cnnc::Error&) {
+    }
+    model.record_activations(true);
+    model.forward(x.data(), n, out.data());
     std::ofstream layers(argv[6], std::ios::binary);  // every layer's output for the batch
     for (int l = 0; l < NET::kNetwork.layerCount; ++l) {
       std::vector<float> a = model.activations(NET::kNetwork.layers[l].name);
