@@ -94,7 +94,7 @@ Halide::Module forwardModule(const Network& net, const Halide::Target& target, b
   scheduleForward(net, lowered, options);
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
-  scheduleApiOutput(output, net.outputShape(), options);
+  scheduleApiOutput(output, lowered.layers[last].value.func, net.outputShape(), options);
   // The batch stays a free extent even for the batch-1 entry point: pinning
   // it to 1 made Halide 14 drop the whole body of a dense pipeline split
   // with rfactor (an empty function that returns success).
@@ -114,7 +114,8 @@ Halide::Module activationsModule(const Network& net, const Halide::Target& targe
   std::vector<Halide::Func> outputs;
   for (size_t i = 0; i < net.layers.size(); ++i) {
     Halide::Func out = lowered.apiOutput(static_cast<int>(i));
-    scheduleApiOutput(out, net.layers[i].outputShape, ScheduleOptions{target, false});
+    scheduleApiOutput(out, lowered.layers[i].value.func, net.layers[i].outputShape,
+                      ScheduleOptions{target, false});
     pinApiLayout(out.output_buffer(), net.layers[i].outputShape);
     outputs.push_back(out);
   }
@@ -129,7 +130,8 @@ Halide::Module trainStepModule(const Network& net, const Halide::Target& target,
   LoweredTraining training = lowerTraining(net);
   scheduleTraining(net, training, ScheduleOptions{target, false});
   std::vector<Halide::Func> outputs = trainStepOutputs(training);
-  scheduleApiOutput(outputs.back(), net.outputShape(), ScheduleOptions{target, false});
+  scheduleApiOutput(outputs.back(), training.network.layers.back().value.func, net.outputShape(),
+                    ScheduleOptions{target, false});
   pinApiLayout(training.network.input, net.inputShape);
   if (training.targets.defined()) pinApiLayout(training.targets, net.outputShape());
   pinApiLayout(outputs.back().output_buffer(), net.outputShape());

@@ -147,7 +147,8 @@ void scheduleSoftmax(LoweredLayer& lowered) {
 
 }  // namespace
 
-void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& options) {
+void scheduleApiOutput(Func output, Func producer, const Shape& shape,
+                       const ScheduleOptions& options) {
   const auto& [c, x, y, n] = layerVars();
   int vec = floatVectorWidth(options.target);
   output.compute_root();
@@ -156,13 +157,20 @@ void scheduleApiOutput(Func output, const Shape& shape, const ScheduleOptions& o
     return;
   }
   if (shape.width() >= vec && shape.channels() >= vec) {
+    // A vec x vec tile transposed in registers: vec dense loads of channels,
+    // shuffles, vec dense stores of columns (a gather per element instead
+    // cost more than W2c's whole convolution at batch 1).
     Var xo("xo"), xi("xi"), co("co"), ci("ci");
     output.tile(x, c, xo, co, xi, ci, vec, vec, TailStrategy::ShiftInwards)
         .reorder(xi, ci, xo, co, y, n)
         .vectorize(xi)
         .unroll(ci);
+    Func loads = producer.in(output), transposed = loads.in(output);
+    loads.compute_at(output, xo).vectorize(c).unroll(x);
+    transposed.reorder_storage(x, c, y, n).compute_at(output, xo).vectorize(x).unroll(c);
   }
-  parallelRows(output, options, double(shape.elements()), shape.height());
+  // A copy costs far more per element than a flop: counted as 16.
+  parallelRows(output, options, 16.0 * double(shape.elements()), shape.height());
 }
 
 bool isStored(const Network& net, const LoweredNetwork& lowered, size_t i,

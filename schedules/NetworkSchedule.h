@@ -69,6 +69,8 @@ void scheduleForward(const Network& net, LoweredNetwork& lowered, const Schedule
 
 // A layer's output in the API's layout (LoweredNetwork::apiOutput): an image
 // is transposed from channels-innermost to NCHW in 16x16 tiles.
-void scheduleApiOutput(Halide::Func output, const Shape& shape, const ScheduleOptions& options);
+// `producer` is the layer's own function, which `output` reads.
+void scheduleApiOutput(Halide::Func output, Halide::Func producer, const Shape& shape,
+                       const ScheduleOptions& options);
 
 }  // namespace cnnc

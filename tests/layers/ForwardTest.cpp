@@ -61,7 +61,8 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   scheduleForward(net, lowered, options);
   int last = static_cast<int>(net.layers.size()) - 1;
   Halide::Func output = lowered.apiOutput(last);
-  scheduleApiOutput(output, net.outputShape(), ScheduleOptions{target, batch == 1});
+  scheduleApiOutput(output, lowered.layers[last].value.func, net.outputShape(),
+                    ScheduleOptions{target, batch == 1});
   lowered.input.set(view(input));
   size_t p = 0;
   for (const Layer& layer : net.layers)
