@@ -189,9 +189,10 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
         .split(args[1], cio, cii, 16, TailStrategy::GuardWithIf)
         .reorder(kvi, args[2], args[3], cii, kvo, cio, args[4])
         .vectorize(kvi);
+    // A gather per element costs far more than a flop: in parallel from 64K
+    // elements even at batch 1 (W2d's 147K: 10% of its time, serially).
     int64_t elements = layer.params[0].elements();
-    if (elements >= (1 << 16) && runsInParallel(options, 2.0 * double(elements)))
-      packed.parallel(cio);
+    if (elements >= (1 << 16) && !options.serialRows) packed.parallel(cio);
   }
   lowered.stages.at("bias").compute_root().vectorize(c, vec, TailStrategy::RoundUp);
   for (const char* stage : {"bn_scale", "bn_shift"})
