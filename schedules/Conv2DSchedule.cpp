@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "NetworkSchedule.h"
+#include "RegisterTile.h"
 
 namespace cnnc {
 
@@ -61,26 +62,20 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
   int natural = floatVectorWidth(target);
   bool avx512 = natural == 16;
   bool fma = target.has_feature(Halide::Target::FMA) || avx512;
-  int accumulators = avx512 ? 20 : fma ? 12 : 8;
+  int accumulators = avx512 ? 20 : fma ? 12 : 8;  // column vectors' tile (setColumnTile)
   knobs.vectorWidth = natural;
-  knobs.channelVectors = avx512 ? 4 : fma ? 3 : 2;
   int64_t filters = layer.outputShape.channels();
   // Narrow layers: the smallest vector that holds them, no wider than natural.
   while (knobs.vectorWidth > 4 && knobs.vectorWidth / 2 >= filters) knobs.vectorWidth /= 2;
-  int64_t vectors = (filters + knobs.vectorWidth - 1) / knobs.vectorWidth;
-  knobs.channelVectors = static_cast<int>(std::min<int64_t>(knobs.channelVectors, vectors));
-  // Spend the remaining accumulators on columns: as many as fit, unless a
-  // narrower tile (down to half) wastes less of the row, whose last tile
-  // shifts inwards and recomputes columns (28 columns in tiles of 20 compute
-  // 40; in tiles of 14, 28).
-  int64_t width = layer.outputShape.width();
-  int widest = static_cast<int>(
-      std::max<int64_t>(1, std::min<int64_t>(accumulators / knobs.channelVectors, width)));
-  auto computed = [&](int tile) { return (width + tile - 1) / tile * tile; };
-  knobs.tileX = widest;
-  for (int tile = widest - 1; tile >= std::max(1, widest / 2); --tile)
-    if (computed(tile) < computed(knobs.tileX) && computed(tile) * 10 < computed(widest) * 9)
-      knobs.tileX = tile;
+  // The register tile by chooseRegisterTile's cost model: on W2a at batch 8
+  // its 4x3 over 2 rows (57 of 56 columns) measured 8.0 ms against 8.8 for
+  // the 4x5 of 20 accumulators before (60 columns).
+  RegisterTile tile = chooseRegisterTile(static_cast<int>(layer.outputShape.width()),
+                                         static_cast<int>(layer.outputShape.height()),
+                                         static_cast<int>(filters), knobs.vectorWidth, avx512, fma);
+  knobs.channelVectors = tile.channelVectors;
+  knobs.tileX = tile.tileX;
+  knobs.tileY = tile.tileY;
   int64_t inputChannels = input.channels() / layer.intAttr("groups");
   knobs.reductionUnroll = inputChannels % 2 == 0 ? 2 : 1;
   Size2 pad = layer.sizeAttr("pad");
@@ -207,28 +202,39 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
     parallelRows(input, options, layer.forwardFlops, layer.outputShape.height());
   }
 
-  // The output in register tiles: tileC channels x tileX columns of one row.
-  // Channels round up to whole tiles (the packed weights are zero there).
-  Var co("co"), ci("ci"), xo("xo"), xi("xi"), task("task");
+  // The output in register tiles: tileC channels x tileX columns x tileY
+  // rows. Channels round up to whole tiles (the packed weights are zero
+  // there); the last column and row tiles shift inwards.
+  Var co("co"), ci("ci"), xo("xo"), xi("xi"), yo("yo"), yi("yi"), task("task");
   // The whole width is computed even where a consumer reads less (a pool
   // that drops the last column): a narrower region than tileX would shift
   // the last tile to negative columns.
   out.compute_root()
       .bound(x, 0, static_cast<int>(layer.outputShape.width()))
       .split(c, co, ci, tileC, TailStrategy::RoundUp)
-      .split(x, xo, xi, knobs.tileX, TailStrategy::ShiftInwards)
-      .reorder(ci, xi, xo, co, y, n)
-      .vectorize(ci, vec)
-      .unroll(ci)
-      .unroll(xi);
-  // Rows are the parallel tasks; a row's channel tiles share its input rows
-  // in cache.
+      .split(x, xo, xi, knobs.tileX, TailStrategy::ShiftInwards);
+  Var rows = y;
+  std::vector<Halide::VarOrRVar> order = {ci, xi};
+  if (knobs.tileY > 1) {
+    // Every row, as every column: a region of fewer rows than the tile
+    // would shift it to negative rows.
+    out.bound(y, 0, static_cast<int>(layer.outputShape.height()))
+        .split(y, yo, yi, knobs.tileY, TailStrategy::ShiftInwards)
+        .unroll(yi);
+    rows = yo;
+    order.push_back(yi);
+  }
+  for (const Var& outer : {xo, co, rows, n}) order.push_back(outer);
+  out.reorder(order).vectorize(ci, vec).unroll(ci).unroll(xi);
+  // Rows of tiles are the parallel tasks; a row's channel tiles share its
+  // input rows in cache.
+  int64_t tileRows = (layer.outputShape.height() + knobs.tileY - 1) / knobs.tileY;
   if (options.batchOne && layer.forwardFlops >= 2e6) {
     // One example has few rows deep in a network (7 or 14): channel tiles
     // too are tasks, so that both threads get balanced work.
-    out.fuse(co, y, task).parallel(task);
+    out.fuse(co, rows, task).parallel(task);
   } else {
-    parallelRows(out, options, layer.forwardFlops, layer.outputShape.height());
+    parallelRows(out, options, layer.forwardFlops, tileRows, rows);
   }
 
   // Accumulate the tile over the whole reduction in registers.

@@ -23,7 +23,7 @@ struct Conv2DKnobs {
   // with its columns innermost: for few filters, whose channel vectors
   // would be mostly empty lanes. The tile is every filter x tileY rows.
   bool vectorizeColumns = false;
-  int tileY = 1;  // output rows in the register tile (column vectors only)
+  int tileY = 1;  // output rows in the register tile
 };
 
 // The output channels the schedule computes: whole register tiles of them.
@@ -34,10 +34,10 @@ int weightBlock(const Conv2DKnobs& knobs);
 // The output columns it computes: whole column vectors of a padded layer.
 int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs);
 
-// Defaults reasoned from the target's registers: AVX-512 has 32 vector
-// registers and one load per FMA, so a 4x5 tile of 20 accumulators; AVX2
-// has 16, so 3x4; SSE (no FMA) 2x4. Few output channels get narrower
-// vectors and wider rows of columns instead.
+// Defaults reasoned from the target: the register tile by
+// chooseRegisterTile (AVX-512's 32 vector registers hold up to 28
+// accumulators; AVX2's 16, 12; SSE without FMA, 8). Few output channels get
+// narrower vectors, or column vectors and every filter a tile.
 Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
                                bool inputMaterialized);
 

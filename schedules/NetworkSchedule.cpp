@@ -47,15 +47,20 @@ void parallelTasks(Halide::Stage stage, const Var& var, double flopsPerIteration
 }
 
 void parallelRows(Func f, const ScheduleOptions& options, double flops, int64_t rows) {
+  parallelRows(f, options, flops, rows, layerVars().y);
+}
+
+void parallelRows(Func f, const ScheduleOptions& options, double flops, int64_t rows,
+                  const Var& row) {
   const auto& v = layerVars();
   if (!runsInParallel(options, flops)) return;
   double flopsPerRow = flops / double(std::max<int64_t>(rows, 1));
   if (!options.batchOne) {
     Var yn("yn");
-    f.fuse(v.y, v.n, yn);
+    f.fuse(row, v.n, yn);
     parallelTasks(f, yn, flopsPerRow);
   } else {
-    parallelTasks(f, v.y, flopsPerRow);
+    parallelTasks(f, row, flopsPerRow);
   }
 }
 

@@ -43,6 +43,9 @@ bool runsInParallel(const ScheduleOptions& options, double flops);
 // single example whose work is below about 2 MFLOP stays on one thread:
 // waking the thread pool costs more.
 void parallelRows(Halide::Func f, const ScheduleOptions& options, double flops, int64_t rows);
+// The same over `row`, a loop that stands for the rows (rows of tiles).
+void parallelRows(Halide::Func f, const ScheduleOptions& options, double flops, int64_t rows,
+                  const Halide::Var& row);
 
 // `var` as parallel tasks of enough iterations for about 256 kFLOP each.
 void parallelTasks(Halide::Stage stage, const Halide::Var& var, double flopsPerIteration);
