@@ -1,10 +1,10 @@
 #include "Conv2DTemplate.h"
 
-#include "RegisterTile.h"
-
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
+
+#include "RegisterTile.h"
 
 namespace cnnc::conv2d {
 
@@ -20,15 +20,13 @@ int naturalFloatVector(const Halide::Target& target) {
 }
 
 std::string Knobs::str() const {
-  const char* where = input == InputAt::Inline ? "inline"
-                      : input == InputAt::Root ? "root"
-                                               : "task";
+  const char* where = input == InputAt::Inline ? "inline" : input == InputAt::Root ? "root" : "task";
   std::ostringstream s;
-  s << "vector_width=" << vectorWidth << " channel_vectors=" << channelVectors
-    << " tile_x=" << tileX << " tile_y=" << tileY << " reduction_unroll=" << reductionUnroll
-    << " rows_per_task=" << rowsPerTask << " channel_tasks=" << channelTasks
-    << " reduction_block=" << reductionBlock << " block_columns=" << blockColumns
-    << " channels_outer=" << channelsOuter << " input=" << where << " parallel=" << parallel;
+  s << "vector_width=" << vectorWidth << " channel_vectors=" << channelVectors << " tile_x=" << tileX
+    << " tile_y=" << tileY << " reduction_unroll=" << reductionUnroll << " rows_per_task=" << rowsPerTask
+    << " channel_tasks=" << channelTasks << " reduction_block=" << reductionBlock
+    << " block_columns=" << blockColumns << " channels_outer=" << channelsOuter << " input=" << where
+    << " parallel=" << parallel;
   return s.str();
 }
 
@@ -62,8 +60,7 @@ Knobs defaultKnobs(const Conv2DShape& s, int batch, const Halide::Target& target
   // over 2).
   k.rowsPerTask = k.tileY;
   if (k.tileY == 1 && Q * N / 2 >= 32) k.rowsPerTask = 2;
-  while (s.kernelH > 3 && k.rowsPerTask < 8 && Q * N / (2 * k.rowsPerTask) >= 32)
-    k.rowsPerTask *= 2;
+  while (s.kernelH > 3 && k.rowsPerTask < 8 && Q * N / (2 * k.rowsPerTask) >= 32) k.rowsPerTask *= 2;
   int tasks = (Q + k.rowsPerTask - 1) / k.rowsPerTask * N;
   int channelTiles = (K + vec * k.channelVectors - 1) / (vec * k.channelVectors);
   k.channelTasks = tasks < 8 && channelTiles > 1;
@@ -77,8 +74,7 @@ Knobs defaultKnobs(const Conv2DShape& s, int batch, const Halide::Target& target
 
 void setKnob(Knobs& k, const std::string& assignment) {
   auto eq = assignment.find('=');
-  if (eq == std::string::npos)
-    throw std::invalid_argument("expected knob=value, got '" + assignment + "'");
+  if (eq == std::string::npos) throw std::invalid_argument("expected knob=value, got '" + assignment + "'");
   std::string name = assignment.substr(0, eq), value = assignment.substr(eq + 1);
   auto integer = [&](int lo, int hi) {
     int v = std::stoi(value);
@@ -90,37 +86,22 @@ void setKnob(Knobs& k, const std::string& assignment) {
     if (value == "0" || value == "false") return false;
     throw std::invalid_argument(name + ": expected true or false, got " + value);
   };
-  if (name == "vector_width")
-    k.vectorWidth = integer(1, 64);
-  else if (name == "channel_vectors")
-    k.channelVectors = integer(1, 8);
-  else if (name == "tile_x")
-    k.tileX = integer(1, 64);
-  else if (name == "tile_y")
-    k.tileY = integer(1, 8);
-  else if (name == "reduction_unroll")
-    k.reductionUnroll = integer(1, 16);
-  else if (name == "rows_per_task")
-    k.rowsPerTask = integer(1, 1024);
-  else if (name == "channel_tasks")
-    k.channelTasks = boolean();
-  else if (name == "channels_outer")
-    k.channelsOuter = boolean();
-  else if (name == "parallel")
-    k.parallel = boolean();
-  else if (name == "reduction_block")
-    k.reductionBlock = integer(0, 4096);
-  else if (name == "block_columns")
-    k.blockColumns = integer(0, 4096);
+  if (name == "vector_width") k.vectorWidth = integer(1, 64);
+  else if (name == "channel_vectors") k.channelVectors = integer(1, 8);
+  else if (name == "tile_x") k.tileX = integer(1, 64);
+  else if (name == "tile_y") k.tileY = integer(1, 8);
+  else if (name == "reduction_unroll") k.reductionUnroll = integer(1, 16);
+  else if (name == "rows_per_task") k.rowsPerTask = integer(1, 1024);
+  else if (name == "channel_tasks") k.channelTasks = boolean();
+  else if (name == "channels_outer") k.channelsOuter = boolean();
+  else if (name == "parallel") k.parallel = boolean();
+  else if (name == "reduction_block") k.reductionBlock = integer(0, 4096);
+  else if (name == "block_columns") k.blockColumns = integer(0, 4096);
   else if (name == "input") {
-    if (value == "inline")
-      k.input = InputAt::Inline;
-    else if (value == "root")
-      k.input = InputAt::Root;
-    else if (value == "task")
-      k.input = InputAt::Task;
-    else
-      throw std::invalid_argument("input: expected inline, root or task, got " + value);
+    if (value == "inline") k.input = InputAt::Inline;
+    else if (value == "root") k.input = InputAt::Root;
+    else if (value == "task") k.input = InputAt::Task;
+    else throw std::invalid_argument("input: expected inline, root or task, got " + value);
   } else {
     throw std::invalid_argument("unknown knob '" + name + "'");
   }
@@ -134,14 +115,12 @@ int packTile(const Conv2DShape& s, const Knobs& k) {
 
 namespace {
 
-void scheduleInput(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, const Func& out,
-                   const Var& taskLevel) {
+void scheduleInput(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, const Func& out, const Var& taskLevel) {
   const Var &c = f.c, &x = f.x, &y = f.y, &n = f.n;
   const int vec = k.vectorWidth;
   TailStrategy tail = TailStrategy::GuardWithIf;
   switch (k.input) {
-    case InputAt::Inline:
-      return;
+    case InputAt::Inline: return;
     case InputAt::Root:
       f.input.compute_root();
       if (k.parallel) {
@@ -149,20 +128,15 @@ void scheduleInput(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, const F
         f.input.fuse(y, n, yn).parallel(yn);
       }
       break;
-    case InputAt::Task:
-      f.input.compute_at(out, taskLevel);
-      break;
+    case InputAt::Task: f.input.compute_at(out, taskLevel); break;
   }
   // Few channels (an image): vectorize along the row instead.
-  if (s.channels >= vec)
-    f.input.vectorize(c, vec, tail);
-  else
-    f.input.reorder(x, c).vectorize(x, vec, tail);
+  if (s.channels >= vec) f.input.vectorize(c, vec, tail);
+  else f.input.reorder(x, c).vectorize(x, vec, tail);
 }
 
 // The reduction-blocked variant: see Knobs::reductionBlock.
-void applyBlocked(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, int tileC,
-                  TailStrategy channelTail) {
+void applyBlocked(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, int tileC, TailStrategy channelTail) {
   const Var &c = f.c, &x = f.x, &y = f.y, &n = f.n;
   const int vec = k.vectorWidth, P = s.outWidth();
   int columns = k.blockColumns > 0 ? std::min(k.blockColumns, P) : P;
@@ -179,10 +153,8 @@ void applyBlocked(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, int tile
   }
   Var taskLevel = y;
   if (k.parallel) {
-    if (k.channelTasks)
-      out.fuse(co, y, rows).fuse(rows, n, task).parallel(task);
-    else
-      out.fuse(y, n, task).parallel(task);
+    if (k.channelTasks) out.fuse(co, y, rows).fuse(rows, n, task).parallel(task);
+    else out.fuse(y, n, task).parallel(task);
     taskLevel = task;
   }
   if (k.channelTasks && columns >= P) rowLevel = k.parallel ? task : co;
@@ -200,14 +172,16 @@ void applyBlocked(Conv2DFuncs& f, const Conv2DShape& s, const Knobs& k, int tile
       .vectorize(c, vec, TailStrategy::RoundUp)
       .unroll(c)
       .unroll(xi);
-  partial.compute_at(f.conv, xo).vectorize(c, vec, TailStrategy::RoundUp).unroll(c).unroll(x);
+  partial.compute_at(f.conv, xo)
+      .vectorize(c, vec, TailStrategy::RoundUp)
+      .unroll(c)
+      .unroll(x);
   partial.update()
       .reorder(c, x, y, rci, f.r.y, f.r.z, n, b)
       .vectorize(c, vec, TailStrategy::RoundUp)
       .unroll(c)
       .unroll(x);
-  if (k.reductionUnroll > 1)
-    partial.update().unroll(rci, k.reductionUnroll, TailStrategy::GuardWithIf);
+  if (k.reductionUnroll > 1) partial.update().unroll(rci, k.reductionUnroll, TailStrategy::GuardWithIf);
   scheduleInput(f, s, k, out, taskLevel);
 }
 
@@ -235,8 +209,7 @@ void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
   TailStrategy channelTail = K % tileC == 0 ? TailStrategy::RoundUp
                              : K > tileC    ? TailStrategy::ShiftInwards
                                             : TailStrategy::GuardWithIf;
-  if (k.reductionBlock > 0 && k.reductionBlock < Cg && Cg % k.reductionBlock == 0 &&
-      s.groups == 1) {
+  if (k.reductionBlock > 0 && k.reductionBlock < Cg && Cg % k.reductionBlock == 0 && s.groups == 1) {
     applyBlocked(f, s, k, tileC, channelTail);
     return;
   }
@@ -252,22 +225,16 @@ void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
       .unroll(yi);
   // Row blocks of rowsPerTask rows (yo counts tileY rows).
   int tilesPerTask = k.rowsPerTask / k.tileY;
-  if (tilesPerTask > 1)
-    out.split(yo, yt, yo, tilesPerTask, TailStrategy::GuardWithIf);
-  else
-    yt = yo;
+  if (tilesPerTask > 1) out.split(yo, yt, yo, tilesPerTask, TailStrategy::GuardWithIf);
+  else yt = yo;
   // yt is the task's row block; yo (when split) the tile rows inside it.
   bool coOuter = k.channelsOuter || k.channelTasks;
   if (tilesPerTask > 1) {
-    if (coOuter)
-      out.reorder(ci, xi, yi, xo, yo, co, yt, n);
-    else
-      out.reorder(ci, xi, yi, co, xo, yo, yt, n);  // both channel tiles at each column tile
+    if (coOuter) out.reorder(ci, xi, yi, xo, yo, co, yt, n);
+    else out.reorder(ci, xi, yi, co, xo, yo, yt, n);  // both channel tiles at each column tile
   } else {
-    if (coOuter)
-      out.reorder(ci, xi, yi, xo, co, yt, n);
-    else
-      out.reorder(ci, xi, yi, co, xo, yt, n);
+    if (coOuter) out.reorder(ci, xi, yi, xo, co, yt, n);
+    else out.reorder(ci, xi, yi, co, xo, yt, n);
   }
   Var taskLevel = yt;
   if (k.parallel) {
@@ -296,8 +263,7 @@ void apply(Conv2DFuncs& f, const Conv2DShape& s, int batch, Knobs k) {
       .unroll(c)
       .unroll(x)
       .unroll(y);
-  if (k.reductionUnroll > 1)
-    f.conv.update().unroll(rc, k.reductionUnroll, TailStrategy::GuardWithIf);
+  if (k.reductionUnroll > 1) f.conv.update().unroll(rc, k.reductionUnroll, TailStrategy::GuardWithIf);
 
   scheduleInput(f, s, k, out, taskLevel);
   (void)batch;

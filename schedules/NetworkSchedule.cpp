@@ -46,10 +46,6 @@ void parallelTasks(Halide::Stage stage, const Var& var, double flopsPerIteration
     stage.parallel(var);
 }
 
-void parallelRows(Func f, const ScheduleOptions& options, double flops, int64_t rows) {
-  parallelRows(f, options, flops, rows, layerVars().y);
-}
-
 void parallelRows(Func f, const ScheduleOptions& options, double flops, int64_t rows,
                   const Var& row) {
   const auto& v = layerVars();

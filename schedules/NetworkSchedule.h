@@ -41,11 +41,10 @@ bool runsInParallel(const ScheduleOptions& options, double flops);
 // thousands of tiny tasks (a LeNet-5 step had 7,000) spent more time there
 // than computing. `flops` is one example's work over its `rows` rows. A
 // single example whose work is below about 2 MFLOP stays on one thread:
-// waking the thread pool costs more.
-void parallelRows(Halide::Func f, const ScheduleOptions& options, double flops, int64_t rows);
-// The same over `row`, a loop that stands for the rows (rows of tiles).
+// waking the thread pool costs more. `row` is the loop that stands for the
+// rows (the outer loop of rows split into tiles).
 void parallelRows(Halide::Func f, const ScheduleOptions& options, double flops, int64_t rows,
-                  const Halide::Var& row);
+                  const Halide::Var& row = layerVars().y);
 
 // `var` as parallel tasks of enough iterations for about 256 kFLOP each.
 void parallelTasks(Halide::Stage stage, const Halide::Var& var, double flopsPerIteration);
