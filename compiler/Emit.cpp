@@ -89,12 +89,11 @@ Halide::Module forwardModule(const Network& net, const Halide::Target& target, b
                              const ScheduleOverrides& overrides, const std::string& name) {
   ScheduleOptions options{target, batchOne, &overrides};
   options.examplesFused = true;
+  options.writesApiOutput = true;
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, true, Halide::Expr(), {},
                                         convWeightBlocks(net, options));
-  scheduleForward(net, lowered, options);
-  int last = static_cast<int>(net.layers.size()) - 1;
-  Halide::Func output = lowered.apiOutput(last);
-  scheduleApiOutput(output, lowered.layers[last].value.func, net.outputShape(), options);
+  Halide::Func output = lowered.apiOutput(static_cast<int>(net.layers.size()) - 1);
+  scheduleForward(net, lowered, options, output);
   // The batch stays a free extent even for the batch-1 entry point: pinning
   // it to 1 made Halide 14 drop the whole body of a dense pipeline split
   // with rfactor (an empty function that returns success).

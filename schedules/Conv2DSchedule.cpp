@@ -57,7 +57,7 @@ int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs) {
 }
 
 Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
-                               bool inputMaterialized) {
+                               bool storesNchw) {
   Conv2DKnobs knobs;
   int natural = floatVectorWidth(target);
   bool avx512 = natural == 16;
@@ -70,9 +70,9 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
   // The register tile by chooseRegisterTile's cost model: on W2a at batch 8
   // its 4x3 over 2 rows (57 of 56 columns) measured 8.0 ms against 8.8 for
   // the 4x5 of 20 accumulators before (60 columns).
-  RegisterTile tile = chooseRegisterTile(static_cast<int>(layer.outputShape.width()),
-                                         static_cast<int>(layer.outputShape.height()),
-                                         static_cast<int>(filters), knobs.vectorWidth, avx512, fma);
+  RegisterTile tile = chooseRegisterTile(
+      static_cast<int>(layer.outputShape.width()), static_cast<int>(layer.outputShape.height()),
+      static_cast<int>(filters), knobs.vectorWidth, avx512, fma, storesNchw);
   knobs.channelVectors = tile.channelVectors;
   knobs.tileX = tile.tileX;
   knobs.tileY = tile.tileY;
@@ -83,7 +83,6 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
   // NCHW included, at full speed: only padding (a select per load) is worth
   // a pass of its own. An inlined producer is recomputed per load, which for
   // elementwise layers costs less than storing them.
-  (void)inputMaterialized;
   knobs.materializeInput = pad.h > 0 || pad.w > 0;
   // Few filters: a vector of channels would be mostly empty lanes (6
   // filters use 6 of 16); vectors of 16 columns fill them. A reduction of
@@ -160,7 +159,7 @@ void scheduleColumnVectors(const Layer& layer, LoweredLayer& lowered, const Conv
 }  // namespace
 
 void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
-                    const ScheduleOptions& options) {
+                    const ScheduleOptions& options, Func apiOutput) {
   const auto& [c, x, y, n] = layerVars();
   Func out = lowered.value.func;
   Func conv = lowered.stages.at("conv");
@@ -204,43 +203,61 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
 
   // The output in register tiles: tileC channels x tileX columns x tileY
   // rows. Channels round up to whole tiles (the packed weights are zero
-  // there); the last column and row tiles shift inwards.
+  // there); the last column and row tiles shift inwards. Into the API's
+  // NCHW output (apiOutput, where a separate transpose pass would re-read
+  // the output from memory), each tile is transposed as it is stored.
+  bool intoApiOutput = apiOutput.defined();
+  Func tiles = intoApiOutput ? apiOutput : out;
   Var co("co"), ci("ci"), xo("xo"), xi("xi"), yo("yo"), yi("yi"), task("task");
   // The whole width is computed even where a consumer reads less (a pool
   // that drops the last column): a narrower region than tileX would shift
   // the last tile to negative columns.
-  out.compute_root()
+  tiles.compute_root()
       .bound(x, 0, static_cast<int>(layer.outputShape.width()))
       .split(c, co, ci, tileC, TailStrategy::RoundUp)
       .split(x, xo, xi, knobs.tileX, TailStrategy::ShiftInwards);
   Var rows = y;
-  std::vector<Halide::VarOrRVar> order = {ci, xi};
+  std::vector<Halide::VarOrRVar> order = {intoApiOutput ? xi : ci, intoApiOutput ? ci : xi};
   if (knobs.tileY > 1) {
     // Every row, as every column: a region of fewer rows than the tile
     // would shift it to negative rows.
-    out.bound(y, 0, static_cast<int>(layer.outputShape.height()))
+    tiles.bound(y, 0, static_cast<int>(layer.outputShape.height()))
         .split(y, yo, yi, knobs.tileY, TailStrategy::ShiftInwards)
         .unroll(yi);
     rows = yo;
     order.push_back(yi);
   }
   for (const Var& outer : {xo, co, rows, n}) order.push_back(outer);
-  out.reorder(order).vectorize(ci, vec).unroll(ci).unroll(xi);
+  tiles.reorder(order);
+  if (intoApiOutput) {
+    // The tile's channel vectors (act(conv)), then their transpose, both
+    // in registers (block_transpose's idiom): a vector of columns a channel.
+    tiles.vectorize(xi).unroll(ci);
+    Func loads = out.in(apiOutput), transposed = loads.in(apiOutput);
+    loads.compute_at(apiOutput, xo).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
+    transposed.reorder_storage(x, c, y, n)
+        .compute_at(apiOutput, xo)
+        .vectorize(x)
+        .unroll(c)
+        .unroll(y);
+  } else {
+    tiles.vectorize(ci, vec).unroll(ci).unroll(xi);
+  }
   // Rows of tiles are the parallel tasks; a row's channel tiles share its
   // input rows in cache.
   int64_t tileRows = (layer.outputShape.height() + knobs.tileY - 1) / knobs.tileY;
   if (options.batchOne && layer.forwardFlops >= 2e6) {
     // One example has few rows deep in a network (7 or 14): channel tiles
     // too are tasks, so that both threads get balanced work.
-    out.fuse(co, rows, task).parallel(task);
+    tiles.fuse(co, rows, task).parallel(task);
   } else {
-    parallelRows(out, options, layer.forwardFlops, tileRows, rows);
+    parallelRows(tiles, options, layer.forwardFlops, tileRows, rows);
   }
 
   // Accumulate the tile over the whole reduction in registers.
   const Halide::RDom& r = lowered.reductions.at("conv");
   RVar rc = r.x, rkx = r.y, rky = r.z;
-  conv.compute_at(out, xo).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
+  conv.compute_at(tiles, xo).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
   conv.update().reorder(c, x, y, rc, rkx, rky, n).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
   if (knobs.reductionUnroll > 1) conv.update().unroll(rc, knobs.reductionUnroll);
   // The packed weights are read straight from memory: a staging copy per

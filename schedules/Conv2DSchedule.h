@@ -37,15 +37,18 @@ int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs);
 // Defaults reasoned from the target: the register tile by
 // chooseRegisterTile (AVX-512's 32 vector registers hold up to 28
 // accumulators; AVX2's 16, 12; SSE without FMA, 8). Few output channels get
-// narrower vectors, or column vectors and every filter a tile.
+// narrower vectors, or column vectors and every filter a tile. `storesNchw`:
+// the tile is transposed into the API's NCHW output as it is stored.
 Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
-                               bool inputMaterialized);
+                               bool storesNchw = false);
 
 // Sets the knobs a schedule file gives (tile_x at most the output width).
 void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const Layer& layer);
 
 struct ScheduleOptions;
+// With apiOutput (the network's NCHW output, reading this layer), the
+// register tiles are that output's, each transposed as it is stored.
 void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
-                    const ScheduleOptions& options);
+                    const ScheduleOptions& options, Halide::Func apiOutput = Halide::Func());
 
 }  // namespace cnnc

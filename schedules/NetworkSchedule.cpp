@@ -181,15 +181,50 @@ bool isStored(const Network& net, const LoweredNetwork& lowered, size_t i,
 
 namespace {
 
+// A core's L2, about: what a separate pass over a feature map reads from
+// cache rather than from memory.
+constexpr double kCoreCacheBytes = 1024 * 1024;
+
+// Whether layer i, the last, is a conv that computes its register tiles
+// straight into the API's NCHW output, each tile transposed in registers as
+// it is stored. Only where the output of a call outgrows a core's L2 (at
+// batch N, two examples' of it): a separate transpose pass then re-reads it
+// from memory (W2c 1.22 -> 1.16 ms at batch 1, 11.2 -> 9.3 at batch 8; W2a
+// 8.0 -> 7.5 at batch 8), while from L2 the pass costs less than the
+// transposing stores (W2a and W2b at batch 1, W2d at batch 8: 6-11% slower).
+bool storesApiOutput(const Network& net, size_t i, const ScheduleOptions& options) {
+  const Layer& layer = net.layers[i];
+  if (!options.writesApiOutput || i + 1 != net.layers.size() || layer.kind != LayerKind::Conv2D ||
+      options.storesEveryLayer)
+    return false;
+  double bytes = 4.0 * double(layer.outputShape.elements());
+  return bytes > (options.batchOne ? kCoreCacheBytes : kCoreCacheBytes / 2);
+}
+
+// Register tiles that the API's output can be split into: channel vectors
+// (not columns), whole channel tiles, no more columns or rows than it has.
+bool tilesApiOutput(const Conv2DKnobs& knobs, const Shape& shape) {
+  return !knobs.vectorizeColumns &&
+         shape.channels() % (knobs.vectorWidth * knobs.channelVectors) == 0 &&
+         shape.width() >= knobs.tileX && shape.height() >= knobs.tileY;
+}
+
 Conv2DKnobs conv2DKnobs(const Network& net, size_t i, const ScheduleOptions& options) {
   const Layer& layer = net.layers[i];
-  int producer = layer.inputs[0];
-  bool materialized = producer != kInputIndex && !isInlined(net.layers[producer]);
-  Conv2DKnobs knobs =
-      defaultConv2DKnobs(layer, net.shapeOf(producer), options.target, materialized);
+  const Shape& input = net.shapeOf(layer.inputs[0]);
+  Conv2DKnobs knobs = defaultConv2DKnobs(layer, input, options.target, true);
+  if (!storesApiOutput(net, i, options) || !tilesApiOutput(knobs, layer.outputShape))
+    knobs = defaultConv2DKnobs(layer, input, options.target);
   if (options.overrides && options.overrides->count(static_cast<int>(i)))
     applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
   return knobs;
+}
+
+// Whether the last layer computes its tiles into the API's output.
+bool convWritesApiOutput(const Network& net, const ScheduleOptions& options) {
+  size_t last = net.layers.size() - 1;
+  return storesApiOutput(net, last, options) &&
+         tilesApiOutput(conv2DKnobs(net, last, options), net.layers[last].outputShape);
 }
 
 }  // namespace
@@ -220,7 +255,7 @@ std::vector<int> convWeightBlocks(const Network& net, const ScheduleOptions& opt
 namespace {
 
 void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i,
-                   const ScheduleOptions& options) {
+                   const ScheduleOptions& options, Func apiOutput) {
   const Layer& layer = net.layers[i];
   LoweredLayer& lowered_layer = lowered.layers[i];
   for (const char* stage : {"scale", "shift"})
@@ -228,7 +263,7 @@ void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i,
   if (!isStored(net, lowered, i, options)) return;
   switch (layer.kind) {
     case LayerKind::Conv2D:
-      scheduleConv2D(layer, lowered_layer, conv2DKnobs(net, i, options), options);
+      scheduleConv2D(layer, lowered_layer, conv2DKnobs(net, i, options), options, apiOutput);
       break;
     case LayerKind::Dense: {
       int producer = layer.inputs[0];
@@ -272,13 +307,22 @@ int fusedStackEnd(const Network& net, const LoweredNetwork& lowered,
 
 }  // namespace
 
-void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options) {
+void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options,
+                     Func apiOutput) {
   int stackEnd =
       options.examplesFused && !options.batchOne ? fusedStackEnd(net, lowered, options) : -1;
   ScheduleOptions serial = options;
   serial.serialRows = true;
+  size_t last = net.layers.size() - 1;
+  // A stack's last layer writes a whole example per task: its output, of
+  // at most kFusedExampleBytes, is never one that storesApiOutput stores.
+  bool fusedOutput = apiOutput.defined() && stackEnd != static_cast<int>(last) &&
+                     convWritesApiOutput(net, options);
   for (size_t i = 0; i < net.layers.size(); ++i)
-    scheduleLayer(net, lowered, i, static_cast<int>(i) <= stackEnd ? serial : options);
+    scheduleLayer(net, lowered, i, static_cast<int>(i) <= stackEnd ? serial : options,
+                  i == last && fusedOutput ? apiOutput : Func());
+  if (apiOutput.defined() && !fusedOutput)
+    scheduleApiOutput(apiOutput, lowered.layers[last].value.func, net.outputShape(), options);
   if (stackEnd < 0) return;
   // One task per example of the stack's last layer, inside which the
   // stack's other layers (and padded inputs) are computed; parameters stay

@@ -27,6 +27,9 @@ struct ScheduleOptions {
   // Every layer's output is stored (each is an output of its own: the
   // activations, one pipeline per layer), none computed where it is used.
   bool storesEveryLayer = false;
+  // The entry point's result is the last layer in the API's layout (NCHW),
+  // which a last conv may store straight from its register tiles.
+  bool writesApiOutput = false;
 };
 
 // Natural vector width in floats: 16 with AVX-512, 8 with AVX2, 4 otherwise.
@@ -67,7 +70,10 @@ std::array<int, 3> scheduledExtents(const Network& net, size_t i, const Schedule
 // weights in (0 for other layers): for lowerNetwork.
 std::vector<int> convWeightBlocks(const Network& net, const ScheduleOptions& options);
 
-void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options);
+// With apiOutput (LoweredNetwork::apiOutput of the last layer), schedules
+// that too, as scheduleApiOutput or inside the last conv's tiles.
+void scheduleForward(const Network& net, LoweredNetwork& lowered, const ScheduleOptions& options,
+                     Halide::Func apiOutput = Halide::Func());
 
 // A layer's output in the API's layout (LoweredNetwork::apiOutput): an image
 // is transposed from channels-innermost to NCHW in 16x16 tiles.

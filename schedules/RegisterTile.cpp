@@ -19,7 +19,7 @@ namespace cnnc {
 // 4x6 (the stem's 112 columns) and 2x14 (14x14 outputs); each within the
 // noise of the best variant measured (bench/NOTES.md).
 RegisterTile chooseRegisterTile(int width, int height, int filters, int vectorWidth, bool avx512,
-                                bool fma) {
+                                bool fma, bool transposed) {
   const int registers = avx512 ? 32 : 16;
   const int maxAccumulators = avx512 ? 28 : fma ? 12 : 8;
   const int P = std::max(width, 1), Q = std::max(height, 1), K = std::max(filters, 1);
@@ -27,8 +27,11 @@ RegisterTile chooseRegisterTile(int width, int height, int filters, int vectorWi
   RegisterTile best;
   double bestScore = 1e30;
   for (int cv = 1; cv <= std::min(4, vectors); ++cv)
-    for (int ty = 1; ty <= std::min(2, Q); ++ty)
+    for (int ty = 1; ty <= std::min(transposed ? 1 : 2, Q); ++ty)
       for (int tx = 1; tx <= std::min(P, 16); ++tx) {
+        // Other widths transpose in scalar inserts (W2c: 4x6 1.35 ms
+        // against 4x4's 1.16 at batch 1).
+        if (transposed && (tx < 4 || (tx & (tx - 1)) != 0)) continue;
         int acc = cv * tx * ty;
         if (acc > maxAccumulators || acc + cv + 1 + (fma ? 0 : 1) > registers) continue;
         int tileC = cv * vectorWidth;

@@ -14,8 +14,10 @@ struct RegisterTile {
 
 // The best tile for an output of `width` x `height` x `filters` in vectors
 // of `vectorWidth` floats, on a target with 32 vector registers (AVX-512)
-// or 16, with FMA or without (the reasoning is in the .cpp).
+// or 16, with FMA or without (the reasoning is in the .cpp). With
+// `transposed`, the tile is transposed to columns as it is stored: one row
+// of a power of two columns, at least 4.
 RegisterTile chooseRegisterTile(int width, int height, int filters, int vectorWidth, bool avx512,
-                                bool fma);
+                                bool fma, bool transposed = false);
 
 }  // namespace cnnc

@@ -208,7 +208,7 @@ void scheduleTraining(const Network& net, LoweredTraining& training,
     }
     if (grads.asConvolution) {
       auto& [convLayer, conv] = *grads.asConvolution;
-      Conv2DKnobs knobs = defaultConv2DKnobs(convLayer, layer.outputShape, options.target, true);
+      Conv2DKnobs knobs = defaultConv2DKnobs(convLayer, layer.outputShape, options.target);
       scheduleConv2D(convLayer, conv, knobs, options);
       // Whole register tiles of channels, whatever region the consumers need.
       conv.value.func.bound(layerVars().c, 0,
