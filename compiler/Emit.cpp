@@ -15,6 +15,7 @@
 #include "LayerPipelines.h"
 #include "Lowering.h"
 #include "NetworkSchedule.h"
+#include "PreparedParams.h"
 #include "Training.h"
 #include "TrainingSchedule.h"
 
@@ -85,13 +86,15 @@ Halide::Target parseTarget(const std::string& text) {
 }
 
 // The batch-N or batch-1 forward pass: input, parameters -> the last layer.
+// Conv parameters come `prepared` (PreparedParams.h).
 Halide::Module forwardModule(const Network& net, const Halide::Target& target, bool batchOne,
-                             const ScheduleOverrides& overrides, const std::string& name) {
+                             const ScheduleOverrides& overrides,
+                             const std::vector<PreparedConv>& prepared, const std::string& name) {
   ScheduleOptions options{target, batchOne, &overrides};
   options.examplesFused = true;
   options.writesApiOutput = true;
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, true, Halide::Expr(), {},
-                                        convWeightBlocks(net, options));
+                                        convWeightBlocks(net, options), prepared);
   Halide::Func output = lowered.apiOutput(static_cast<int>(net.layers.size()) - 1);
   scheduleForward(net, lowered, options, output);
   // The batch stays a free extent even for the batch-1 entry point: pinning
@@ -218,7 +221,8 @@ std::vector<LayerSplit> layerSplits(const Network& net, const EmitOptions& optio
 
 std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& options,
                                       const std::vector<LayerSplit>& splits,
-                                      const std::vector<Halide::Target>& targets) {
+                                      const std::vector<Halide::Target>& targets,
+                                      const std::vector<PreparedConv>& prepared) {
   std::string prefix = symbolPrefix(net);
   const ScheduleOverrides* overrides = &options.schedule;
   std::vector<PipelineJob> jobs;
@@ -230,12 +234,12 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
                     }});
   if (splits.empty()) {
     jobs.push_back({"forward (batch N)", prefix + "_forward",
-                    [&net, overrides](const std::string& name, const Halide::Target& t) {
-                      return forwardModule(net, t, false, *overrides, name);
+                    [&net, overrides, &prepared](const std::string& name, const Halide::Target& t) {
+                      return forwardModule(net, t, false, *overrides, prepared, name);
                     }});
     jobs.push_back({"forward (batch 1)", prefix + "_forward_one",
-                    [&net, overrides](const std::string& name, const Halide::Target& t) {
-                      return forwardModule(net, t, true, *overrides, name);
+                    [&net, overrides, &prepared](const std::string& name, const Halide::Target& t) {
+                      return forwardModule(net, t, true, *overrides, prepared, name);
                     }});
     jobs.push_back({"activations", prefix + "_activations",
                     [&net](const std::string& name, const Halide::Target& t) {
@@ -245,6 +249,10 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
   const char* entryNames[] = {"forward (batch N)", "forward (batch 1)", "activations"};
   for (size_t e = 0; e < splits.size(); ++e) {
     const LayerSplit* split = &splits[e];
+    // The activations fold no batchnorm, and pack per call.
+    static const std::vector<PreparedConv> none;
+    const std::vector<PreparedConv>* convs =
+        split->entry == ForwardEntry::Activations ? &none : &prepared;
     for (size_t f = 0; f < split->functions.size(); ++f) {
       const LayerSplit::Function& function = split->functions[f];
       std::string alike =
@@ -252,11 +260,19 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
       jobs.push_back(
           {fmt::format("{}: {}{}", entryNames[e], net.layers[function.layer].name, alike),
            function.symbol,
-           [&net, split, overrides, f, &targets](const std::string& name, const Halide::Target& t) {
-             return layerFunctionModule(net, *split, static_cast<int>(f), *overrides, targets, t,
-                                        name);
+           [&net, split, overrides, f, &targets, convs](const std::string& name,
+                                                        const Halide::Target& t) {
+             return layerFunctionModule(net, *split, static_cast<int>(f), *overrides, targets,
+                                        *convs, t, name);
            }});
     }
+  }
+  for (const PrepareFunction& function : prepareFunctions(net, prepared, prefix)) {
+    int layer = function.layer;
+    jobs.push_back({fmt::format("prepare: {}", net.layers[layer].name), function.symbol,
+                    [&net, &prepared, layer](const std::string& name, const Halide::Target& t) {
+                      return prepareModule(net, prepared, layer, t, name);
+                    }});
   }
   if (net.train && options.training)
     jobs.push_back({"optimizer update", prefix + "_optimizer_update",
@@ -269,13 +285,8 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
 std::vector<LayerCallTable> layerCallTables(const Network& net,
                                             const std::vector<LayerSplit>& splits,
                                             const EmitOptions& options,
-                                            const std::vector<Halide::Target>& targets) {
-  std::vector<int> firstParam;  // per layer, its first row in the parameter table
-  int params = 0;
-  for (const Layer& layer : net.layers) {
-    firstParam.push_back(params);
-    params += static_cast<int>(layer.params.size());
-  }
+                                            const std::vector<Halide::Target>& targets,
+                                            const std::vector<PreparedConv>& prepared) {
   std::vector<LayerCallTable> tables;
   for (const LayerSplit& split : splits) {
     LayerCallTable& table = tables.emplace_back();
@@ -285,14 +296,34 @@ std::vector<LayerCallTable> layerCallTables(const Network& net,
       row.symbol = split.functions[split.functionOf[i]].symbol;
       row.layer = static_cast<int>(i);
       row.sources = split.sources[i];
-      for (int layer : split.paramLayers[i])
-        for (size_t p = 0; p < net.layers[layer].params.size(); ++p)
-          row.params.push_back(firstParam[layer] + static_cast<int>(p));
+      bool folds = split.entry != ForwardEntry::Activations;
+      row.params =
+          callParameters(net, folds ? prepared : std::vector<PreparedConv>(), split.paramLayers[i]);
       row.extents = callExtents(net, split, static_cast<int>(i), options.schedule, targets);
       table.push_back(row);
     }
   }
   return tables;
+}
+
+std::vector<PrepareCallRow> prepareCallRows(const Network& net,
+                                            const std::vector<PreparedConv>& prepared,
+                                            const std::string& prefix) {
+  std::vector<PrepareFunction> functions = prepareFunctions(net, prepared, prefix);
+  std::vector<int> functionOf = prepareFunctionOf(net, prepared);
+  std::vector<PrepareCallRow> rows;
+  for (const PreparedConv& p : prepared) {
+    if (p.layer < 0) continue;
+    PrepareCallRow row;
+    row.symbol = functions[functionOf[rows.size()]].symbol;
+    std::vector<int> sources = {p.layer};
+    if (p.batchNorm >= 0) sources.push_back(p.batchNorm);
+    row.params = callParameters(net, {}, sources);
+    std::vector<int> extents = p.weightExtents(net);
+    std::copy(extents.begin(), extents.end(), row.extents.begin());
+    rows.push_back(row);
+  }
+  return rows;
 }
 
 // A name for a target's variant of a pipeline: its features ("avx2_fma").
@@ -372,6 +403,8 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
   fs::path library = options.libraryPath;
   ScratchDirectory scratch(library);
   std::vector<LayerSplit> splits = layerSplits(net, options);
+  std::vector<PreparedConv> prepared =
+      planPreparedConvs(net, options.schedule, targets, !splits.empty());
 
   bool wantLibrary =
       options.emit.count("lib") || options.emit.count("stmt") || options.emit.count("assembly");
@@ -380,7 +413,7 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     // folder of its own: with several targets, Halide's compile_multitarget
     // writes a variant per target and a wrapper that picks the first whose
     // features the CPU has (the last target is the fallback, unchecked).
-    std::vector<PipelineJob> jobs = pipelineJobs(net, options, splits, targets);
+    std::vector<PipelineJob> jobs = pipelineJobs(net, options, splits, targets, prepared);
     std::vector<ChildJob> children;
     std::vector<fs::path> folders;
     for (size_t j = 0; j < jobs.size(); ++j) {
@@ -451,8 +484,9 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
     }
   }
   if (options.emit.count("header")) {
-    std::string header =
-        generateHeader(net, options.training, layerCallTables(net, splits, options, targets));
+    std::string header = generateHeader(net, options.training,
+                                        layerCallTables(net, splits, options, targets, prepared),
+                                        prepareCallRows(net, prepared, symbolPrefix(net)));
     writeBytes(scratch / "header.h", header.data(), header.size());
     commit(scratch / "header.h", options.headerPath);
     log("header", options.headerPath);

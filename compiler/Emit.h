@@ -53,12 +53,22 @@ struct LayerCallRow {
 };
 using LayerCallTable = std::vector<LayerCallRow>;
 
+// One prepared conv (PreparedParams.h), as the header's cnnc::PrepareCall.
+struct PrepareCallRow {
+  std::string symbol;          // its prepare function
+  std::vector<int> params;     // indices into the parameter table: the conv's, a batchnorm's
+  std::array<int, 5> extents;  // of the packed weights (halide order); the bias has
+                               // extents[0] * extents[4]
+};
+
 // The header that declares the network's Model (self-contained C++17);
 // `training`: the library has the network's training pipelines; `calls`:
 // the batch-N, batch-1 and activations entry points as layer calls, or
 // empty when each is one pipeline.
+// `prepares`: the prepared convs, whose tensors the forward entry points take.
 std::string generateHeader(const Network& net, bool training = true,
-                           const std::vector<LayerCallTable>& calls = {});
+                           const std::vector<LayerCallTable>& calls = {},
+                           const std::vector<PrepareCallRow>& prepares = {});
 
 // A hash of the network's architecture (its IR without comments): recorded
 // in saved weights to tell networks apart.

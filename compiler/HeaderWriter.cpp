@@ -117,10 +117,20 @@ std::string layerProgram(const LayerCallTable& calls, const std::string& name) {
                            name, calls.size());
 }
 
+// The prepared convs, as `kPrepare` (cnnc::PrepareCall rows).
+std::string prepareTable(const std::vector<PrepareCallRow>& prepares) {
+  std::string out = "inline const cnnc::PrepareCall kPrepare[] = {\n";
+  for (const PrepareCallRow& row : prepares)
+    out += fmt::format("    {{{}_argv, {}, {}, {{{}}}}},\n", row.symbol, row.params.size(),
+                       intList(row.params), fmt::join(row.extents, ", "));
+  return out + "};\n\n";
+}
+
 }  // namespace
 
 std::string generateHeader(const Network& net, bool training,
-                           const std::vector<LayerCallTable>& calls) {
+                           const std::vector<LayerCallTable>& calls,
+                           const std::vector<PrepareCallRow>& prepares) {
   bool trains = net.train && training;
   std::string prefix = symbolPrefix(net);
   const Shape& in = net.inputShape;
@@ -136,6 +146,7 @@ std::string generateHeader(const Network& net, bool training,
   for (const LayerCallTable& table : calls)
     for (const LayerCallRow& call : table) functions.insert(call.symbol);
   if (trains) functions.insert({prefix + "_train_step", prefix + "_optimizer_update"});
+  for (const PrepareCallRow& row : prepares) functions.insert(row.symbol);
   out += "\nextern \"C\" {\n";
   for (const std::string& function : functions)
     out += fmt::format("int {}_argv(void**);\n", function);
@@ -172,17 +183,22 @@ std::string generateHeader(const Network& net, bool training,
     out += layerProgram(calls[0], "kForward") + layerProgram(calls[1], "kForwardOne") +
            layerProgram(calls[2], "kActivations");
   }
+  if (!prepares.empty()) {
+    out += "// Conv parameters as the forward entry points take them, prepared per change.\n";
+    out += prepareTable(prepares);
+  }
   out += fmt::format(
       "inline const cnnc::NetworkInfo kNetwork = {{\n"
       "    \"{}\", \"{}\", {}, {}, {}, {}, {},\n"
       "    kParams, {}, kLayers, {},\n"
-      "    {}, {},\n    {}}};\n\n",
+      "    {}, {},\n    {},\n    {}, {}}};\n\n",
       net.name, architectureHash(net), in.dims.size(), shapeList(in.dims, 3), in.elements(),
       net.outputShape().elements(), net.outputShape().dims.size(), rows.size(), net.layers.size(),
       split ? "nullptr, nullptr, nullptr"
             : fmt::format("{0}_forward_argv, {0}_forward_one_argv, {0}_activations_argv", prefix),
       trains ? "&kTrain" : "nullptr",
-      split ? "&kForward, &kForwardOne, &kActivations" : "nullptr, nullptr, nullptr");
+      split ? "&kForward, &kForwardOne, &kActivations" : "nullptr, nullptr, nullptr",
+      prepares.empty() ? "nullptr" : "kPrepare", prepares.size());
   out += fmt::format(
       "// The network with its parameters. Model(seed) initializes them per the\n"
       "// .net file's init rules; load() reads PyTorch-compatible safetensors.\n"

@@ -8,6 +8,7 @@
 
 #include "Lowering.h"
 #include "NetworkSchedule.h"
+#include "PreparedParams.h"
 
 namespace cnnc {
 
@@ -71,7 +72,10 @@ std::string functionSignature(const Network& net, const LayerSplit& split, int i
 bool fitsLayerCalls(const Network& net, const LayerSplit& split) {
   for (size_t i = 0; i < split.sources.size(); ++i) {
     size_t params = 0;
-    for (int layer : split.paramLayers[i]) params += net.layers[layer].params.size();
+    // A conv's are two prepared tensors (PreparedParams.h), at most.
+    for (int layer : split.paramLayers[i])
+      params += std::max<size_t>(net.layers[layer].params.size(),
+                                 net.layers[layer].kind == LayerKind::Conv2D ? 2 : 0);
     if (split.sources[i].size() > kMaxCallArguments || params > kMaxCallArguments) return false;
   }
   return true;
@@ -137,12 +141,13 @@ LayerSplit planLayerSplit(const Network& net, ForwardEntry entry,
 Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, int function,
                                    const ScheduleOverrides& overrides,
                                    const std::vector<Halide::Target>& targets,
+                                   const std::vector<PreparedConv>& prepared,
                                    const Halide::Target& target, const std::string& name) {
   int i = split.functions[function].layer;
   bool activations = split.entry == ForwardEntry::Activations;
   ScheduleOptions options = entryOptions(split.entry, target, overrides);
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, !activations, Halide::Expr(),
-                                        split.separate, convWeightBlocks(net, options));
+                                        split.separate, convWeightBlocks(net, options), prepared);
   scheduleForward(net, lowered, options);
 
   std::vector<Halide::Argument> args;
@@ -154,9 +159,8 @@ Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, 
       args.push_back(lowered.storedInputs[source]);
     }
   }
-  for (int layer : split.paramLayers[i])
-    for (size_t p = 0; p < net.layers[layer].params.size(); ++p)
-      args.push_back(lowered.params[lowered.paramOffsets[layer] + p]);
+  for (int ref : callParameters(net, prepared, split.paramLayers[i]))
+    args.push_back(ref >= 0 ? lowered.params[ref] : lowered.preparedParams[-1 - ref]);
   Halide::Func out = lowered.layers[i].value.func;
   std::array<int, 3> own = scheduledExtents(net, i, options);
   if (own != callExtents(net, split, i, overrides, targets)) {

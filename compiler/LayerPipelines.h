@@ -19,6 +19,7 @@
 #include <Halide.h>
 
 #include "IR.h"
+#include "Lowering.h"
 #include "ScheduleFile.h"
 
 namespace cnnc {
@@ -61,10 +62,13 @@ LayerSplit planLayerSplit(const Network& net, ForwardEntry entry,
 
 // One of split.functions, for `target` of the library's `targets`:
 // (sources..., parameters...) -> the layer's output in the internal layout
-// (c, x, y, n), over callExtents.
+// (c, x, y, n), over callExtents. The parameters are callParameters' of
+// split.paramLayers, with `prepared` convs (PreparedParams.h; empty for
+// the activations, which fold nothing).
 Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, int function,
                                    const ScheduleOverrides& overrides,
                                    const std::vector<Halide::Target>& targets,
+                                   const std::vector<PreparedConv>& prepared,
                                    const Halide::Target& target, const std::string& name);
 
 // The (c, x, y) extents a separate layer's function writes, for every

@@ -84,6 +84,11 @@ Expr dropoutScale(const Layer& layer, int layerIndex, const Expr& seed) {
   return Halide::select(uniform >= rate, 1.0f / (1.0f - rate), 0.0f);
 }
 
+std::vector<int> PreparedConv::weightExtents(const Network& net) const {
+  const std::vector<int64_t>& w = net.layers[layer].params[0].shape;  // [K, C/g, kh, kw]
+  return {block, static_cast<int>(w[1]), static_cast<int>(w[3]), static_cast<int>(w[2]), blocks};
+}
+
 std::vector<int> halideDims(const ParamSpec& spec) {
   std::vector<int> dims(spec.shape.rbegin(), spec.shape.rend());
   return dims;
@@ -145,7 +150,8 @@ std::vector<int> foldableBatchNorms(const Network& net) {
 
 LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms,
                             Expr dropoutSeed, const std::vector<bool>& separate,
-                            const std::vector<int>& weightBlocks) {
+                            const std::vector<int>& weightBlocks,
+                            const std::vector<PreparedConv>& prepared) {
   const auto& [c, x, y, n] = layerVars();
   LoweredNetwork lowered;
   const Shape& inShape = net.inputShape;
@@ -179,6 +185,21 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
     }
   }
 
+  // Prepared conv parameters, with the layouts the runtime passes.
+  lowered.preparedOffsets.assign(net.layers.size(), -1);
+  for (size_t i = 0; i < prepared.size(); ++i) {
+    const PreparedConv& p = prepared[i];
+    if (p.layer < 0) continue;
+    lowered.preparedOffsets[i] = static_cast<int>(lowered.preparedParams.size());
+    Halide::ImageParam weights(Halide::Float(32), 5, net.layers[i].name + "_prepared_weights"),
+        bias(Halide::Float(32), 1, net.layers[i].name + "_prepared_bias");
+    std::vector<int> extents = p.weightExtents(net);
+    for (int d = 0; d < 5; ++d) weights.dim(d).set_bounds(0, extents[d]);
+    bias.dim(0).set_bounds(0, p.channels());
+    lowered.preparedParams.push_back(weights);
+    lowered.preparedParams.push_back(bias);
+  }
+
   std::vector<int> foldedInto = purpose == Purpose::Inference && foldBatchNorms
                                     ? foldableBatchNorms(net)
                                     : std::vector<int>(net.layers.size(), -1);
@@ -207,7 +228,11 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
       lowered.layers.push_back(identity);
       continue;
     }
-    if (absorbs[i] >= 0) {
+    if (lowered.preparedOffsets[i] >= 0) {
+      ctx.prepared = &prepared[i];
+      ctx.preparedWeights = lowered.preparedParams[lowered.preparedOffsets[i]];
+      ctx.preparedBias = lowered.preparedParams[lowered.preparedOffsets[i] + 1];
+    } else if (absorbs[i] >= 0) {
       ctx.foldedBatchNorm = layerParams[absorbs[i]];
       ctx.foldedBatchNormLayer = &net.layers[absorbs[i]];
     }
@@ -240,6 +265,7 @@ Func LoweredNetwork::apiOutput(int layerIndex) const {
 std::vector<Halide::Argument> LoweredNetwork::arguments() const {
   std::vector<Halide::Argument> args = {input};
   for (const auto& param : params) args.push_back(param);
+  for (const auto& param : preparedParams) args.push_back(param);
   return args;
 }
 

@@ -33,6 +33,21 @@ struct LoweredValue {
   Shape shape;        // the IR's shape
 };
 
+// A conv's parameters as the inference entry points take them, prepared
+// once per change of the parameters (the runtime's PrepareCalls) instead of
+// on every call: the weights packed as (kv, ci, kx, ky, kb) for output
+// channel kb * block + kv, zero past the filters, and the bias, both with a
+// folded batchnorm applied. `block` and `blocks` cover every channel that
+// any target's schedule computes.
+struct PreparedConv {
+  int layer = -1;      // the conv, or -1: not prepared
+  int batchNorm = -1;  // the batchnorm folded into it, or -1
+  int block = 0, blocks = 0;
+  int channels() const { return block * blocks; }  // the bias's extent
+  // The packed weights' extents, halide order: (block, C/g, kw, kh, blocks).
+  std::vector<int> weightExtents(const Network& net) const;
+};
+
 struct ForwardContext {
   const Network& net;
   const Layer& layer;
@@ -48,6 +63,9 @@ struct ForwardContext {
   // register tile's (0: one block): a tile's weights then stream
   // contiguously. A data layout the schedule picks (convWeightBlocks).
   int weightBlock = 0;
+  // A conv whose parameters come prepared: the two prepared tensors.
+  const PreparedConv* prepared = nullptr;
+  Halide::Func preparedWeights, preparedBias;
   // Training: the examples in the batch (batch statistics) and the step's
   // dropout seed.
   Halide::Expr batch;
@@ -104,9 +122,13 @@ struct LoweredNetwork {
   // layer, from its own inputs; undefined for the other layers.
   std::vector<Halide::ImageParam> storedInputs;
   std::vector<size_t> paramOffsets;  // per layer: the index of its first in `params`
+  // Per prepared conv (in layer order): its packed weights, then its bias.
+  std::vector<Halide::ImageParam> preparedParams;
+  std::vector<int> preparedOffsets;  // per layer: its first in `preparedParams`, or -1
   // A layer's output in the API's layout: NCHW (w, h, c, n), or (c, n) when flat.
   Halide::Func apiOutput(int layerIndex) const;
-  // A forward pipeline's arguments: the input, then every parameter.
+  // A forward pipeline's arguments: the input, every parameter, then every
+  // prepared tensor.
   std::vector<Halide::Argument> arguments() const;
 };
 
@@ -120,10 +142,13 @@ void pinApiLayout(Halide::OutputImageParam buffer, const Shape& shape);
 // `separate` (inference only; empty: none) marks the layers read back from
 // LoweredNetwork::storedInputs: (c, x, y, n), channels innermost.
 // `weightBlocks` (empty: none) gives each layer's ForwardContext::weightBlock.
+// `prepared` (inference with folding only; empty: none), per layer: the
+// convs that take prepared parameters (LoweredNetwork::preparedParams).
 LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms = true,
                             Halide::Expr dropoutSeed = Halide::Expr(),
                             const std::vector<bool>& separate = {},
-                            const std::vector<int>& weightBlocks = {});
+                            const std::vector<int>& weightBlocks = {},
+                            const std::vector<PreparedConv>& prepared = {});
 
 // Which batchnorms inference folds into the convolution before them: for
 // each layer, the conv it is folded into, or -1.

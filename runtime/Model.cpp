@@ -61,13 +61,28 @@ int64_t elements(const int64_t* shape, int rank) {
   return count;
 }
 
-// Every parameter as a pipeline argument, in the table's order.
+// Prepared tensor t's extents, halide order (PrepareCall).
+std::vector<int64_t> preparedDims(const NetworkInfo& info, int t) {
+  const int64_t* e = info.prepareCalls[t / 2].extents;
+  if (t % 2 == 1) return {e[0] * e[4]};
+  return std::vector<int64_t>(e, e + 5);
+}
+
+// Every parameter as a pipeline argument, in the table's order; then, with
+// `prepared`, every prepared tensor.
 void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<float>>& params,
+                            const std::vector<AlignedFloats>* prepared,
                             std::vector<std::unique_ptr<HostBuffer>>& buffers,
                             std::vector<void*>& arguments) {
   for (int i = 0; i < info.paramCount; ++i) {
     buffers.push_back(std::make_unique<HostBuffer>(
         params[i].data(), reversed(info.params[i].shape, info.params[i].rank)));
+    arguments.push_back(buffers.back()->get());
+  }
+  if (!prepared) return;
+  for (size_t t = 0; t < prepared->size(); ++t) {
+    buffers.push_back(std::make_unique<HostBuffer>((*prepared)[t].data(),
+                                                   preparedDims(info, static_cast<int>(t))));
     arguments.push_back(buffers.back()->get());
   }
 }
@@ -130,9 +145,15 @@ void ModelBase::runLayerProgram(const LayerProgram& program, const float* x, int
       arguments.push_back(buffers.back()->get());
     }
     for (int p = 0; p < call.paramCount; ++p) {
-      const ParamInfo& param = info_.params[call.params[p]];
-      buffers.push_back(std::make_unique<HostBuffer>(params_[call.params[p]].data(),
-                                                     reversed(param.shape, param.rank)));
+      int ref = call.params[p];
+      if (ref < 0) {
+        buffers.push_back(std::make_unique<HostBuffer>(prepared_[-1 - ref].data(),
+                                                       preparedDims(info_, -1 - ref)));
+      } else {
+        const ParamInfo& param = info_.params[ref];
+        buffers.push_back(
+            std::make_unique<HostBuffer>(params_[ref].data(), reversed(param.shape, param.rank)));
+      }
       arguments.push_back(buffers.back()->get());
     }
     int slot = static_cast<int>(std::find(busy.begin(), busy.end(), false) - busy.begin());
@@ -234,12 +255,14 @@ void ModelBase::initialize(uint64_t seed) {
     }
   }
   activationsValid_ = false;
+  preparedValid_ = false;
 }
 
 void ModelBase::forward(const float* x, int n, float* out) {
   if (n < 1) throw Error("forward: n must be at least 1, got " + std::to_string(n));
   if (!x || !out) throw Error("forward: null input or output pointer");
   const LayerInfo& last = info_.layers[info_.layerCount - 1];
+  if (!preparedValid_) prepareParameters();
   if (info_.forwardCalls) {
     int chunk = layerProgramChunk(*info_.forwardCalls);
     for (int start = 0; start < n; start += chunk) {
@@ -254,7 +277,7 @@ void ModelBase::forward(const float* x, int n, float* out) {
   } else {
     std::vector<std::unique_ptr<HostBuffer>> params;
     std::vector<void*> arguments = {nullptr};  // the input, set per chunk
-    appendParameterBuffers(info_, params_, params, arguments);
+    appendParameterBuffers(info_, params_, &prepared_, params, arguments);
     arguments.push_back(nullptr);  // the output, set per chunk
     for (int start = 0; start < n; start += kMaxChunk) {
       int count = std::min(kMaxChunk, n - start);
@@ -277,6 +300,39 @@ void ModelBase::forward(const float* x, int n, float* out) {
     lastBatch_ = 0;
   }
   activationsValid_ = false;
+}
+
+void ModelBase::prepareParameters() {
+  prepared_.resize(2 * static_cast<size_t>(info_.prepareCallCount));
+  for (int k = 0; k < info_.prepareCallCount; ++k) {
+    const PrepareCall& call = info_.prepareCalls[k];
+    std::vector<std::unique_ptr<HostBuffer>> buffers;
+    std::vector<void*> arguments;
+    for (int p = 0; p < call.paramCount; ++p) {
+      const ParamInfo& param = info_.params[call.params[p]];
+      buffers.push_back(std::make_unique<HostBuffer>(params_[call.params[p]].data(),
+                                                     reversed(param.shape, param.rank)));
+      arguments.push_back(buffers.back()->get());
+    }
+    for (int t = 2 * k; t < 2 * k + 2; ++t) {
+      std::vector<int64_t> dims = preparedDims(info_, t);
+      prepared_[t].resize(
+          static_cast<size_t>(elements(dims.data(), static_cast<int>(dims.size()))));
+      buffers.push_back(std::make_unique<HostBuffer>(prepared_[t].data(), dims));
+      arguments.push_back(buffers.back()->get());
+    }
+    int status = call.function(arguments.data());
+    if (status != 0)
+      throw Error("preparing the parameters of network '" + std::string(info_.name) + "' failed (" +
+                  info_.params[call.params[0]].name + ") with Halide error " +
+                  std::to_string(status));
+  }
+  preparedValid_ = true;
+}
+
+void ModelBase::parametersChanged() {
+  activationsValid_ = false;
+  preparedValid_ = false;
 }
 
 void ModelBase::record_activations(bool on) {
@@ -312,6 +368,7 @@ void ModelBase::load(const std::string& path) {
     params_[i] = std::move(tensor->data);
   }
   activationsValid_ = false;
+  preparedValid_ = false;
 }
 
 void ModelBase::save(const std::string& path) const {
@@ -346,6 +403,7 @@ std::vector<std::string> ModelBase::parameterNames() const {
 
 float* ModelBase::parameter(const std::string& name) {
   activationsValid_ = false;
+  preparedValid_ = false;
   return params_[paramIndex(name)].data();
 }
 
@@ -532,6 +590,7 @@ float ModelBase::trainStepWith(const float* x, const void* labelsOrTargets, bool
                   "' failed with Halide error " + std::to_string(status));
   }
   activationsValid_ = false;
+  preparedValid_ = false;
   return loss;
 }
 
@@ -556,7 +615,7 @@ std::vector<float> ModelBase::activations(const std::string& layer) {
     HostBuffer input(lastInput_.data(), batchDims(info_.inputRank, info_.inputShape, lastBatch_));
     std::vector<std::unique_ptr<HostBuffer>> buffers;
     std::vector<void*> arguments = {input.get()};
-    appendParameterBuffers(info_, params_, buffers, arguments);
+    appendParameterBuffers(info_, params_, nullptr, buffers, arguments);
     activations_.assign(info_.layerCount, {});
     for (int i = 0; i < info_.layerCount; ++i) {
       const LayerInfo& l = info_.layers[i];

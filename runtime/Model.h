@@ -89,6 +89,19 @@ struct LayerProgram {
   int callCount;
 };
 
+// A conv's parameters as the forward entry points take them, computed only
+// when the parameters change (the compiler's PreparedParams.h): prepare
+// call k writes prepared tensors 2k (the packed weights, `extents` in
+// halide order) and 2k + 1 (the bias, extents[0] * extents[4] floats). A
+// forward entry point takes every parameter of the table, then every
+// prepared tensor; a LayerCall's params name prepared tensor t as -1 - t.
+struct PrepareCall {
+  PipelineEntry function;  // (params..., packed weights, bias)
+  int paramCount;
+  int params[kMaxCallParams];  // indices into NetworkInfo::params
+  int64_t extents[5];
+};
+
 struct NetworkInfo {
   const char* name;
   const char* architectureHash;
@@ -109,6 +122,8 @@ struct NetworkInfo {
   const LayerProgram* forwardCalls;
   const LayerProgram* forwardOneCalls;
   const LayerProgram* activationCalls;
+  const PrepareCall* prepareCalls;  // null when there are none
+  int prepareCallCount;
 };
 
 // Storage that a pipeline writes and then reads back (a gradient it
@@ -158,12 +173,16 @@ class ModelBase {
   int predict(const float* example);
 
   // Parameters by name, in PyTorch's layout (writable: a change takes effect
-  // at the next call).
+  // at the next call; after writing through a pointer kept from earlier,
+  // before a forward since, call parametersChanged()).
   std::vector<std::string> parameterNames() const;
   float* parameter(const std::string& name);
   const float* parameter(const std::string& name) const;
   std::vector<int64_t> parameterShape(const std::string& name) const;
   int64_t parameterCount() const;  // trainable elements
+  // Parameters were written in place: the next forward re-derives what it
+  // computes from them once (packed conv weights, folded batchnorms).
+  void parametersChanged();
 
   // A layer's output for the examples of the last `forward`, in NCHW order
   // (n x C x H x W, or n x features): for visualization and deep features.
@@ -232,6 +251,10 @@ class ModelBase {
   void runLayerProgram(const LayerProgram& program, const float* x, int n, bool visitAll,
                        const std::function<void(const LayerCall&, const float*)>& done);
   std::vector<AlignedFloats> layerSlots_;  // feature maps between layer calls, reused
+  // The prepared tensors (PrepareCall), recomputed when stale.
+  void prepareParameters();
+  std::vector<AlignedFloats> prepared_;
+  bool preparedValid_ = false;
 
   // Training state.
   const TrainConfig& trainConfig() const;  // throws without `train`

@@ -329,6 +329,7 @@ int ModelBase::loadCheckpoint(const std::string& path) {
   learningRate_ = lr;
   dropoutSeed_ = seed;
   activationsValid_ = false;
+  preparedValid_ = false;
   return static_cast<int>(epochs);
 }
 

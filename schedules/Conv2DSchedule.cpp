@@ -158,6 +158,29 @@ void scheduleColumnVectors(const Layer& layer, LoweredLayer& lowered, const Conv
 
 }  // namespace
 
+// Packed in blocks of the register tile's channels (convWeightBlocks), so
+// that a tile's weights are one sequential stream (bench/NOTES.md: 16% on
+// W1). A transpose of PyTorch's [K][C][kh][kw] in tiles: each vector of
+// filters gathers from `vec` rows, and a tile's 16 input channels x kernel
+// taps of those rows stay in L1 while all of them are gathered (filters
+// innermost, every element missed the cache: ResNet-18's deep 3x3 layers
+// spent longer packing than convolving at batch 1), blocks of input
+// channels in parallel.
+void schedulePackedWeights(Func packed, const Layer& layer, int vec, bool parallel,
+                           TailStrategy blockTail) {
+  std::vector<Var> args = packed.args();  // (kv, ci, kx, ky, kb)
+  Var kvo("kvo"), kvi("kvi"), cio("cio"), cii("cii");
+  packed.compute_root()
+      .split(args[0], kvo, kvi, vec, blockTail)
+      .split(args[1], cio, cii, 16, TailStrategy::GuardWithIf)
+      .reorder(kvi, args[2], args[3], cii, kvo, cio, args[4])
+      .vectorize(kvi);
+  // A gather per element costs far more than a flop: in parallel from 64K
+  // elements even at batch 1 (W2d's 147K: 10% of its time, serially).
+  int64_t elements = layer.params[0].elements();
+  if (elements >= (1 << 16) && parallel) packed.parallel(cio);
+}
+
 void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
                     const ScheduleOptions& options, Func apiOutput) {
   const auto& [c, x, y, n] = layerVars();
@@ -166,29 +189,11 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   Func input = lowered.stages.at("input");
   int vec = knobs.vectorWidth, tileC = vec * knobs.channelVectors;
 
-  // Parameters: packed once per call, in blocks of the register tile's
-  // channels (convWeightBlocks), so that a tile's weights are one
-  // sequential stream (bench/NOTES.md: 16% on W1). A transpose of
-  // PyTorch's [K][C][kh][kw] in tiles: each vector of filters gathers from
-  // `vec` rows, and a tile's 16 input channels x kernel taps of those rows
-  // stay in L1 while all of them are gathered (filters innermost, every
-  // element missed the cache: ResNet-18's deep 3x3 layers spent longer
-  // packing than convolving at batch 1), blocks of input channels in parallel.
-  {
-    Func packed = lowered.stages.at("packed_weights");
-    std::vector<Var> args = packed.args();  // (kv, ci, kx, ky, kb)
-    Var kvo("kvo"), kvi("kvi"), cio("cio"), cii("cii");
-    packed.compute_root()
-        .split(args[0], kvo, kvi, vec, TailStrategy::RoundUp)
-        .split(args[1], cio, cii, 16, TailStrategy::GuardWithIf)
-        .reorder(kvi, args[2], args[3], cii, kvo, cio, args[4])
-        .vectorize(kvi);
-    // A gather per element costs far more than a flop: in parallel from 64K
-    // elements even at batch 1 (W2d's 147K: 10% of its time, serially).
-    int64_t elements = layer.params[0].elements();
-    if (elements >= (1 << 16) && !options.serialRows) packed.parallel(cio);
+  // Parameters packed per call, unless they come prepared.
+  if (lowered.stages.count("packed_weights")) {
+    schedulePackedWeights(lowered.stages.at("packed_weights"), layer, vec, !options.serialRows);
+    lowered.stages.at("bias").compute_root().vectorize(c, vec, TailStrategy::RoundUp);
   }
-  lowered.stages.at("bias").compute_root().vectorize(c, vec, TailStrategy::RoundUp);
   for (const char* stage : {"bn_scale", "bn_shift"})
     if (lowered.stages.count(stage)) lowered.stages.at(stage).compute_root();
 

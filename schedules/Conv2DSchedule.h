@@ -45,6 +45,12 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
 // Sets the knobs a schedule file gives (tile_x at most the output width).
 void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const Layer& layer);
 
+// A conv's packed weights (the "packed_weights" stage, or a prepared
+// tensor's), at the root: `parallel` unless already inside parallel work;
+// `blockTail` for the block of output channels that vectors split.
+void schedulePackedWeights(Halide::Func packed, const Layer& layer, int vec, bool parallel,
+                           Halide::TailStrategy blockTail = Halide::TailStrategy::RoundUp);
+
 struct ScheduleOptions;
 // With apiOutput (the network's NCHW output, reading this layer), the
 // register tiles are that output's, each transposed as it is stored.

@@ -124,7 +124,11 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   // k / block), and read through `weights` (inlined).
   Halide::Var kv("kv"), kb("kb");
   Halide::Func packed(layer.name + "_packed_weights");
-  if (ctx.weightBlock > 0) {
+  if (ctx.prepared) {
+    // Packed once per change of the parameters, as below (PreparedConv).
+    int block = ctx.prepared->block;
+    weights(c, ci, kx, ky) = ctx.preparedWeights(c % block, ci, kx, ky, c / block);
+  } else if (ctx.weightBlock > 0) {
     Halide::Expr blockedK = kb * ctx.weightBlock + kv;
     packed(kv, ci, kx, ky, kb) = Halide::select(blockedK < K, weightOf(blockedK), 0.0f);
     weights(c, ci, kx, ky) = packed(c % ctx.weightBlock, ci, kx, ky, c / ctx.weightBlock);
@@ -132,7 +136,10 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
     packed(kv, ci, kx, ky, kb) = Halide::select(kv < K, weightOf(kv), 0.0f);
     weights(c, ci, kx, ky) = packed(c, ci, kx, ky, 0);
   }
-  bias(c) = Halide::select(c < K, b, 0.0f);
+  if (ctx.prepared)
+    bias(c) = ctx.preparedBias(c);
+  else
+    bias(c) = Halide::select(c < K, b, 0.0f);
 
   Halide::RDom r(0, Cg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
   Halide::Expr inChannel =
@@ -150,7 +157,7 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   out.value.shape = layer.outputShape;
   out.stages["input"] = input;
   out.stages["weights"] = weights;
-  out.stages["packed_weights"] = packed;
+  if (!ctx.prepared) out.stages["packed_weights"] = packed;
   out.stages["bias"] = bias;
   out.stages["conv"] = conv;
   out.reductions["conv"] = r;

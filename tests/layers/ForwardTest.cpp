@@ -10,6 +10,7 @@
 #include "LayerKinds.h"
 #include "Lowering.h"
 #include "NetworkSchedule.h"
+#include "PreparedParams.h"
 #include "ReferenceNetwork.h"
 
 using namespace cnnc;
@@ -57,15 +58,36 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   ScheduleOptions options{target, batch == 1, overrides};
   options.examplesFused = true;
   options.writesApiOutput = true;
+  std::vector<PreparedConv> prepared =
+      planPreparedConvs(net, overrides ? *overrides : ScheduleOverrides{}, {target}, false);
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, true, Halide::Expr(), {},
-                                        convWeightBlocks(net, options));
+                                        convWeightBlocks(net, options), prepared);
   Halide::Func output = lowered.apiOutput(static_cast<int>(net.layers.size()) - 1);
   scheduleForward(net, lowered, options, output);
   lowered.input.set(view(input));
   size_t p = 0;
+  std::vector<ref::Tensor*> paramRows;  // the parameter table's order
   for (const Layer& layer : net.layers)
-    for (const ParamSpec& spec : layer.params)
-      lowered.params[p++].set(view(params[layer.name + "." + spec.name]));
+    for (const ParamSpec& spec : layer.params) {
+      paramRows.push_back(&params[layer.name + "." + spec.name]);
+      lowered.params[p++].set(view(*paramRows.back()));
+    }
+  // The conv parameters, prepared as the runtime's PrepareCalls would.
+  std::vector<Halide::Buffer<float>> preparedTensors;
+  for (const PreparedConv& conv : prepared) {
+    if (conv.layer < 0) continue;
+    PreparePipeline prepare = preparePipeline(net, prepared, conv.layer, target);
+    std::vector<int> rows = callParameters(net, {}, {conv.layer});
+    if (conv.batchNorm >= 0)
+      for (int row : callParameters(net, {}, {conv.batchNorm})) rows.push_back(row);
+    for (size_t i = 0; i < rows.size(); ++i) prepare.params[i].set(view(*paramRows[rows[i]]));
+    Halide::Buffer<float> packed(conv.weightExtents(net)), bias(conv.channels());
+    prepare.pipeline.realize({packed, bias}, target);
+    preparedTensors.push_back(packed);
+    preparedTensors.push_back(bias);
+  }
+  for (size_t t = 0; t < preparedTensors.size(); ++t)
+    lowered.preparedParams[t].set(preparedTensors[t]);
 
   const ref::Tensor& want = expected.back();
   std::vector<int> extents(want.shape.rbegin(), want.shape.rend());

@@ -33,6 +33,7 @@ TOLERANCE = 1e-4
 SPLIT_TOO = {"inception_block", "lenet5", "mnist_cnn", "cifar10_tutorial", "mlp"}
 
 APP = r"""
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -54,9 +55,35 @@ int main(int argc, char** argv) {
   std::vector<float> x = readFloats(argv[2], n * inputSize);
   try {
     NET::Model model(7);
-    model.load(argv[1]);
     std::vector<float> out(n * NET::kOutputs), one(NET::kOutputs);
+    model.forward(x.data(), n, out.data());  // prepared from the seed's weights: load must redo it
+    model.load(argv[1]);
     model.forward(x.data(), n, out.data());
+    {  // weights written in place: through parameter(), and through pointers kept from before
+       // a forward, announced by parametersChanged(); both must give the loaded model's output
+      NET::Model copy(5), kept(5);
+      std::vector<float*> pointers;
+      for (const std::string& name : model.parameterNames()) pointers.push_back(kept.parameter(name));
+      std::vector<float> got(out.size());
+      copy.forward(x.data(), n, got.data());
+      kept.forward(x.data(), n, got.data());
+      size_t p = 0;
+      for (const std::string& name : model.parameterNames()) {
+        size_t count = 1;
+        for (int64_t d : model.parameterShape(name)) count *= static_cast<size_t>(d);
+        const float* from = static_cast<const NET::Model&>(model).parameter(name);
+        std::copy(from, from + count, copy.parameter(name));
+        std::copy(from, from + count, pointers[p++]);
+      }
+      kept.parametersChanged();
+      for (NET::Model* written : {&copy, &kept}) {
+        written->forward(x.data(), n, got.data());
+        if (got != out) {
+          std::fprintf(stderr, "forward after writing the weights in place differs\n");
+          return 5;
+        }
+      }
+    }
     try {  // not recorded: a clear error, not stale or empty maps
       model.activations(NET::kNetwork.layers[0].name);
       std::fprintf(stderr, "activations without record_activations did not throw\n");
