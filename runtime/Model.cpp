@@ -220,6 +220,13 @@ struct ModelBase::TrainBuffers {
   bool nesterov = false;
 };
 
+// (input, parameters..., prepared tensors..., output): the input and the
+// output set per call.
+struct ModelBase::ForwardArguments {
+  std::vector<std::unique_ptr<HostBuffer>> buffers;
+  std::vector<void*> arguments;
+};
+
 ModelBase::~ModelBase() = default;
 
 void ModelBase::initialize(uint64_t seed) {
@@ -275,10 +282,7 @@ void ModelBase::forward(const float* x, int n, float* out) {
                       });
     }
   } else {
-    std::vector<std::unique_ptr<HostBuffer>> params;
-    std::vector<void*> arguments = {nullptr};  // the input, set per chunk
-    appendParameterBuffers(info_, params_, &prepared_, params, arguments);
-    arguments.push_back(nullptr);  // the output, set per chunk
+    std::vector<void*>& arguments = forwardArguments_->arguments;
     for (int start = 0; start < n; start += kMaxChunk) {
       int count = std::min(kMaxChunk, n - start);
       HostBuffer input(x + start * info_.inputSize,
@@ -327,6 +331,13 @@ void ModelBase::prepareParameters() {
                   info_.params[call.params[0]].name + ") with Halide error " +
                   std::to_string(status));
   }
+  // The parameters' storage moves only when they are replaced (load), which
+  // makes the prepared tensors stale too.
+  forwardArguments_ = std::make_unique<ForwardArguments>();
+  forwardArguments_->arguments = {nullptr};
+  appendParameterBuffers(info_, params_, &prepared_, forwardArguments_->buffers,
+                         forwardArguments_->arguments);
+  forwardArguments_->arguments.push_back(nullptr);
   preparedValid_ = true;
 }
 
