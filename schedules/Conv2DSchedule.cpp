@@ -57,7 +57,7 @@ int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs) {
 }
 
 Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
-                               bool storesNchw) {
+                               bool storesNchw, bool readsNchw) {
   Conv2DKnobs knobs;
   int natural = floatVectorWidth(target);
   bool avx512 = natural == 16;
@@ -79,11 +79,18 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
   int64_t inputChannels = input.channels() / layer.intAttr("groups");
   knobs.reductionUnroll = inputChannels % 2 == 0 ? 2 : 1;
   Size2 pad = layer.sizeAttr("pad");
-  // The inner loop broadcasts single input values, so it reads any layout,
-  // NCHW included, at full speed: only padding (a select per load) is worth
-  // a pass of its own. An inlined producer is recomputed per load, which for
-  // elementwise layers costs less than storing them.
-  knobs.materializeInput = pad.h > 0 || pad.w > 0;
+  // The inner loop broadcasts single input values, so it reads any layout
+  // at full speed: padding (a select per load) is worth a pass of its own,
+  // and so is the network's NCHW input where each of its values feeds many
+  // products: a tile then reads a cache line of each of hundreds of planes
+  // (W1, 1152 products a value: 43.2 -> 40.4 ms copied channels-innermost
+  // first; W2b's 64 a value: 0.59 -> 0.98 ms, the copy costs more). An
+  // inlined producer is recomputed per load, which for elementwise layers
+  // costs less than storing them.
+  Size2 kernel = layer.sizeAttr("kernel"), stride = layer.sizeAttr("stride");
+  int64_t productsPerValue = filters / layer.intAttr("groups") * kernel.h * kernel.w /
+                             std::max<int64_t>(1, stride.h * stride.w);
+  knobs.materializeInput = pad.h > 0 || pad.w > 0 || (readsNchw && productsPerValue >= 512);
   // Few filters: a vector of channels would be mostly empty lanes (6
   // filters use 6 of 16); vectors of 16 columns fill them. A reduction of
   // 16 values or more pays for the input's transposed copy and the output's

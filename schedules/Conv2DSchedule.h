@@ -38,9 +38,10 @@ int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs);
 // chooseRegisterTile (AVX-512's 32 vector registers hold up to 28
 // accumulators; AVX2's 16, 12; SSE without FMA, 8). Few output channels get
 // narrower vectors, or column vectors and every filter a tile. `storesNchw`:
-// the tile is transposed into the API's NCHW output as it is stored.
+// the tile is transposed into the API's NCHW output as it is stored;
+// `readsNchw`: the input is the network's, NCHW.
 Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
-                               bool storesNchw = false);
+                               bool storesNchw = false, bool readsNchw = false);
 
 // Sets the knobs a schedule file gives (tile_x at most the output width).
 void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const Layer& layer);

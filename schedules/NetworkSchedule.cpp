@@ -216,9 +216,10 @@ bool tilesApiOutput(const Conv2DKnobs& knobs, const Shape& shape) {
 Conv2DKnobs conv2DKnobs(const Network& net, size_t i, const ScheduleOptions& options) {
   const Layer& layer = net.layers[i];
   const Shape& input = net.shapeOf(layer.inputs[0]);
-  Conv2DKnobs knobs = defaultConv2DKnobs(layer, input, options.target, true);
+  bool readsNchw = layer.inputs[0] == kInputIndex;
+  Conv2DKnobs knobs = defaultConv2DKnobs(layer, input, options.target, true, readsNchw);
   if (!storesApiOutput(net, i, options) || !tilesApiOutput(knobs, layer.outputShape))
-    knobs = defaultConv2DKnobs(layer, input, options.target);
+    knobs = defaultConv2DKnobs(layer, input, options.target, false, readsNchw);
   if (options.overrides && options.overrides->count(static_cast<int>(i)))
     applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
   return knobs;
