@@ -219,6 +219,14 @@ std::vector<LayerSplit> layerSplits(const Network& net, const EmitOptions& optio
   return splits;
 }
 
+// The prepared convs a split entry point's functions take: none for the
+// activations, which fold no batchnorm and pack per call.
+const std::vector<PreparedConv>& preparedFor(const LayerSplit& split,
+                                             const std::vector<PreparedConv>& prepared) {
+  static const std::vector<PreparedConv> none;
+  return split.entry == ForwardEntry::Activations ? none : prepared;
+}
+
 std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& options,
                                       const std::vector<LayerSplit>& splits,
                                       const std::vector<Halide::Target>& targets,
@@ -249,10 +257,7 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
   const char* entryNames[] = {"forward (batch N)", "forward (batch 1)", "activations"};
   for (size_t e = 0; e < splits.size(); ++e) {
     const LayerSplit* split = &splits[e];
-    // The activations fold no batchnorm, and pack per call.
-    static const std::vector<PreparedConv> none;
-    const std::vector<PreparedConv>* convs =
-        split->entry == ForwardEntry::Activations ? &none : &prepared;
+    const std::vector<PreparedConv>* convs = &preparedFor(*split, prepared);
     for (size_t f = 0; f < split->functions.size(); ++f) {
       const LayerSplit::Function& function = split->functions[f];
       std::string alike =
@@ -296,9 +301,7 @@ std::vector<LayerCallTable> layerCallTables(const Network& net,
       row.symbol = split.functions[split.functionOf[i]].symbol;
       row.layer = static_cast<int>(i);
       row.sources = split.sources[i];
-      bool folds = split.entry != ForwardEntry::Activations;
-      row.params =
-          callParameters(net, folds ? prepared : std::vector<PreparedConv>(), split.paramLayers[i]);
+      row.params = callParameters(net, preparedFor(split, prepared), split.paramLayers[i]);
       row.extents = callExtents(net, split, static_cast<int>(i), options.schedule, targets);
       table.push_back(row);
     }

@@ -28,9 +28,9 @@ namespace cnnc {
 std::vector<PreparedConv> planPreparedConvs(const Network& net, const ScheduleOverrides& overrides,
                                             const std::vector<Halide::Target>& targets, bool split);
 
-// The prepare functions: the index, into the list of prepared convs (in
-// layer order), of the first one each is built from, and its C symbol.
-// Convs of equal shapes, folds and layouts share one.
+// The prepare functions: the conv (layer index) each is built from, the
+// first of those it serves, and its C symbol. Convs of equal shapes, folds
+// and layouts share one.
 struct PrepareFunction {
   int layer;
   std::string symbol;

@@ -68,6 +68,13 @@ std::vector<int64_t> preparedDims(const NetworkInfo& info, int t) {
   return std::vector<int64_t>(e, e + 5);
 }
 
+// Parameter i of the table, in halide's dimension order.
+std::unique_ptr<HostBuffer> parameterBuffer(const NetworkInfo& info,
+                                            std::vector<std::vector<float>>& params, int i) {
+  return std::make_unique<HostBuffer>(params[i].data(),
+                                      reversed(info.params[i].shape, info.params[i].rank));
+}
+
 // Every parameter as a pipeline argument, in the table's order; then, with
 // `prepared`, every prepared tensor.
 void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<float>>& params,
@@ -75,8 +82,7 @@ void appendParameterBuffers(const NetworkInfo& info, std::vector<std::vector<flo
                             std::vector<std::unique_ptr<HostBuffer>>& buffers,
                             std::vector<void*>& arguments) {
   for (int i = 0; i < info.paramCount; ++i) {
-    buffers.push_back(std::make_unique<HostBuffer>(
-        params[i].data(), reversed(info.params[i].shape, info.params[i].rank)));
+    buffers.push_back(parameterBuffer(info, params, i));
     arguments.push_back(buffers.back()->get());
   }
   if (!prepared) return;
@@ -146,14 +152,9 @@ void ModelBase::runLayerProgram(const LayerProgram& program, const float* x, int
     }
     for (int p = 0; p < call.paramCount; ++p) {
       int ref = call.params[p];
-      if (ref < 0) {
-        buffers.push_back(std::make_unique<HostBuffer>(prepared_[-1 - ref].data(),
-                                                       preparedDims(info_, -1 - ref)));
-      } else {
-        const ParamInfo& param = info_.params[ref];
-        buffers.push_back(
-            std::make_unique<HostBuffer>(params_[ref].data(), reversed(param.shape, param.rank)));
-      }
+      buffers.push_back(ref >= 0 ? parameterBuffer(info_, params_, ref)
+                                 : std::make_unique<HostBuffer>(prepared_[-1 - ref].data(),
+                                                                preparedDims(info_, -1 - ref)));
       arguments.push_back(buffers.back()->get());
     }
     int slot = static_cast<int>(std::find(busy.begin(), busy.end(), false) - busy.begin());
@@ -313,9 +314,7 @@ void ModelBase::prepareParameters() {
     std::vector<std::unique_ptr<HostBuffer>> buffers;
     std::vector<void*> arguments;
     for (int p = 0; p < call.paramCount; ++p) {
-      const ParamInfo& param = info_.params[call.params[p]];
-      buffers.push_back(std::make_unique<HostBuffer>(params_[call.params[p]].data(),
-                                                     reversed(param.shape, param.rank)));
+      buffers.push_back(parameterBuffer(info_, params_, call.params[p]));
       arguments.push_back(buffers.back()->get());
     }
     for (int t = 2 * k; t < 2 * k + 2; ++t) {
@@ -331,6 +330,8 @@ void ModelBase::prepareParameters() {
                   info_.params[call.params[0]].name + ") with Halide error " +
                   std::to_string(status));
   }
+  preparedValid_ = true;
+  if (info_.forwardCalls) return;  // layer calls take their arguments per call
   // The parameters' storage moves only when they are replaced (load), which
   // makes the prepared tensors stale too.
   forwardArguments_ = std::make_unique<ForwardArguments>();
@@ -338,7 +339,6 @@ void ModelBase::prepareParameters() {
   appendParameterBuffers(info_, params_, &prepared_, forwardArguments_->buffers,
                          forwardArguments_->arguments);
   forwardArguments_->arguments.push_back(nullptr);
-  preparedValid_ = true;
 }
 
 void ModelBase::parametersChanged() {

@@ -217,8 +217,9 @@ Conv2DKnobs conv2DKnobs(const Network& net, size_t i, const ScheduleOptions& opt
   const Layer& layer = net.layers[i];
   const Shape& input = net.shapeOf(layer.inputs[0]);
   bool readsNchw = layer.inputs[0] == kInputIndex;
-  Conv2DKnobs knobs = defaultConv2DKnobs(layer, input, options.target, true, readsNchw);
-  if (!storesApiOutput(net, i, options) || !tilesApiOutput(knobs, layer.outputShape))
+  bool storesNchw = storesApiOutput(net, i, options);
+  Conv2DKnobs knobs = defaultConv2DKnobs(layer, input, options.target, storesNchw, readsNchw);
+  if (storesNchw && !tilesApiOutput(knobs, layer.outputShape))
     knobs = defaultConv2DKnobs(layer, input, options.target, false, readsNchw);
   if (options.overrides && options.overrides->count(static_cast<int>(i)))
     applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
@@ -288,7 +289,7 @@ void scheduleLayer(const Network& net, LoweredNetwork& lowered, size_t i,
 
 // An example's feature maps stay in cache from layer to layer when they fit
 // in about half of a core's L2 together.
-constexpr double kFusedExampleBytes = 512 * 1024;
+constexpr double kFusedExampleBytes = kCoreCacheBytes / 2;
 
 // The last layer of the image stack that may run one example at a time, or
 // -1: the last stored image layer, when no later layer reads an earlier one
