@@ -161,6 +161,8 @@ void scheduleApiOutput(Func output, Func producer, const Shape& shape,
     if (shape.dims[0] >= vec) output.vectorize(c, vec, TailStrategy::ShiftInwards);
     return;
   }
+  // Narrower tiles for narrower maps (W2d's 14 columns: 8x8).
+  while (vec > 4 && (shape.width() < vec || shape.channels() < vec)) vec /= 2;
   if (shape.width() >= vec && shape.channels() >= vec) {
     // A vec x vec tile transposed in registers: vec dense loads of channels,
     // shuffles, vec dense stores of columns (a gather per element instead
