@@ -192,10 +192,12 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
   struct Knobs {
     int64_t vectorWidth, channelVectors, tileX, unroll;
     bool materialize, columns;
-    int64_t tileY;
+    int64_t tileY, slideRows;
   };
-  for (Knobs k : {Knobs{4, 1, 1, 1, false, false, 1}, Knobs{8, 3, 7, 3, true, false, 1},
-                  Knobs{16, 2, 32, 1, true, false, 1}, Knobs{8, 1, 1, 1, false, true, 4}}) {
+  // slide_rows: tasks of 2 rows, and of 5 over tiles 2 rows high (the last
+  // task is cut short); it is ignored without a stored input.
+  for (Knobs k : {Knobs{4, 1, 1, 1, false, false, 1, 3}, Knobs{8, 3, 7, 3, true, false, 1, 2},
+                  Knobs{16, 2, 32, 1, true, false, 2, 5}, Knobs{8, 1, 1, 1, false, true, 4, 0}}) {
     ScheduleOverrides overrides = {{0,
                                     {{"vector_width", k.vectorWidth},
                                      {"channel_vectors", k.channelVectors},
@@ -203,11 +205,12 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
                                      {"reduction_unroll", k.unroll},
                                      {"materialize_input", k.materialize},
                                      {"vectorize_columns", k.columns},
-                                     {"tile_y", k.tileY}}}};
+                                     {"tile_y", k.tileY},
+                                     {"slide_rows", k.slideRows}}}};
     for (int batch : {1, 3}) {
       DYNAMIC_SECTION("vector " << k.vectorWidth << " x " << k.channelVectors << ", tile "
                                 << k.tileX << "x" << k.tileY << (k.columns ? " along columns" : "")
-                                << ", batch " << batch) {
+                                << ", slide " << k.slideRows << ", batch " << batch) {
         CHECK(compareWithReference(text, batch, host, &overrides) < 1e-4);
       }
     }
