@@ -7,6 +7,8 @@
 
 #include <HalideRuntime.h>
 
+#include "ThreadPool.h"
+
 // Weak: the Halide runtime in a generated library defines them; a program
 // without one (the runtime's own tests) keeps the default allocator.
 extern "C" {
@@ -43,6 +45,16 @@ class Cache {
         return block;
       }
     }
+    // A buffer of a parallel task (a conv's input rows, slide_rows) is
+    // asked for by every thread at once, but maybe by one alone in the
+    // first call while the others wake up: a block for each of them now,
+    // so that no later call allocates.
+    for (int spare = 1; spare < threadsOfCurrentJob(); ++spare)
+      if (void* block = newBlock(size)) release(block);
+    return newBlock(size);
+  }
+
+  static void* newBlock(size_t size) {
     void* raw = std::aligned_alloc(kAlignment, size + kHeaderBytes);
     if (!raw) return nullptr;
     static_cast<Header*>(raw)->size = size;

@@ -135,6 +135,10 @@ int spinningDoParFor(void* userContext, halide_task_t task, int min, int size, u
 
 }  // namespace
 
+int threadsOfCurrentJob() {
+  return pool && inJob ? static_cast<int>(pool->workers.size()) + 1 : 0;
+}
+
 void installSpinningPool(int threads, int spinMicroseconds) {
   if (pool || !halide_set_custom_do_par_for) return;
   pool = new Pool;  // lives as long as the process: Halide may call it until exit

@@ -27,4 +27,7 @@ void installSpinningPool(int threads, int spinMicroseconds);
 // spinning CNNC_SPIN_US microseconds (default 1000; 0 keeps Halide's pool).
 void installDefaultThreadPool();
 
+// The pool's thread count when called from inside one of its tasks, else 0.
+int threadsOfCurrentJob();
+
 }  // namespace cnnc
