@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
       const char* spin = std::getenv("CNNC_SPIN_US");
       const char* threads = std::getenv("HL_NUM_THREADS");
       if (spin && std::atoi(spin) > 0)
-        installSpinningPool(threads ? std::atoi(threads) : 2, std::atoi(spin));
+        installSpinningPool(threads ? std::atoi(threads) : 2, std::atoi(spin), true);
       return serve(args[1], args[2]);
     }
   } catch (const std::exception& e) {

@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   const char* env = std::getenv("HL_NUM_THREADS");
   // CNNC_SPIN_US > 0: the runtime's spinning pool (runtime/ThreadPool.h) instead of Halide's.
   const char* spin = std::getenv("CNNC_SPIN_US");
-  if (spin && std::atoi(spin) > 0) installSpinningPool(env ? std::atoi(env) : 2, std::atoi(spin));
+  if (spin && std::atoi(spin) > 0)
+    installSpinningPool(env ? std::atoi(env) : 2, std::atoi(spin), true);
   double peak = measurePeakGflops(env ? std::atoi(env) : 2, 0.3);
   std::printf("peak %.1f GFLOP/s\n", peak);
   for (const ConvWorkload& w : convWorkloads()) {

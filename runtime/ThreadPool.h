@@ -18,13 +18,16 @@
 namespace cnnc {
 
 // Starts `threads` - 1 workers (the caller is the other one) that spin for
-// `spinMicroseconds` after each job, then sleep until the next; installs
-// the pool as Halide's do_par_for. Later calls do nothing.
-void installSpinningPool(int threads, int spinMicroseconds);
+// `spinMicroseconds` after each job, then sleep until the next; with
+// `pinWorkers`, and a processor for each thread, each worker is pinned to
+// one, apart from the caller's; installs the pool as Halide's do_par_for.
+// Later calls do nothing.
+void installSpinningPool(int threads, int spinMicroseconds, bool pinWorkers);
 
 // The pool as the generated library uses it, installed by the first Model:
 // HL_NUM_THREADS threads (as Halide's own pool; default: the processors),
-// spinning CNNC_SPIN_US microseconds (default 1000; 0 keeps Halide's pool).
+// spinning CNNC_SPIN_US microseconds (default 1000; 0 keeps Halide's pool),
+// pinned unless CNNC_PIN_THREADS=0.
 void installDefaultThreadPool();
 
 // The pool's thread count when called from inside one of its tasks, else 0.
