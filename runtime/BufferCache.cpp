@@ -45,7 +45,7 @@ class Cache {
         return block;
       }
     }
-    // A buffer of a parallel task (a conv's input rows, slide_rows) is
+    // A buffer of a parallel task (a conv's input rows, task_rows) is
     // asked for by every thread at once, but maybe by one alone in the
     // first call while the others wake up: a block for each of them now,
     // so that no later call allocates.

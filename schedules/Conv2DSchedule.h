@@ -24,10 +24,9 @@ struct Conv2DKnobs {
   // would be mostly empty lanes. The tile is every filter x tileY rows.
   bool vectorizeColumns = false;
   int tileY = 1;  // output rows in the register tile
-  // Output rows a parallel task computes over a stored input that it fills
-  // a row at a time, each row once per task (Halide's sliding window), in
-  // cache; 0: the whole input is stored before the conv.
-  int slideRows = 0;
+  // Output rows a parallel task computes over the input rows that it
+  // stores first, in cache; 0: the whole input is stored before the conv.
+  int taskRows = 0;
 };
 
 // The output channels the schedule computes: whole register tiles of them.
@@ -47,9 +46,9 @@ int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs);
 Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
                                bool storesNchw = false, bool readsNchw = false);
 
-// The default slideRows: 8 rows a task where that leaves 8 tasks or more
+// The default taskRows: 8 rows a task where that leaves 8 tasks or more
 // (batch 1: the tasks are rows of one example).
-int defaultSlideRows(const Layer& layer, const Conv2DKnobs& knobs, int64_t examplesPerCall);
+int defaultTaskRows(const Layer& layer, const Conv2DKnobs& knobs, int64_t examplesPerCall);
 
 // Sets the knobs a schedule file gives (tile_x at most the output width).
 void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const Layer& layer);

@@ -224,7 +224,7 @@ Conv2DKnobs conv2DKnobs(const Network& net, size_t i, const ScheduleOptions& opt
   if (storesNchw && !tilesApiOutput(knobs, layer.outputShape))
     knobs = defaultConv2DKnobs(layer, input, options.target, false, readsNchw);
   // The batch entry point runs two examples or more (one runs the other).
-  knobs.slideRows = defaultSlideRows(layer, knobs, options.batchOne ? 1 : 2);
+  knobs.taskRows = defaultTaskRows(layer, knobs, options.batchOne ? 1 : 2);
   if (options.overrides && options.overrides->count(static_cast<int>(i)))
     applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
   return knobs;

@@ -22,7 +22,7 @@ const std::vector<KeySpec>& scheduleKnobs(LayerKind kind) {
       {"materialize_input", ValueType::Bool, "false"},
       {"vectorize_columns", ValueType::Bool, "false"},
       {"tile_y", ValueType::Int, "1", 1, 32},
-      {"slide_rows", ValueType::Int, "0", 0, 1024},
+      {"task_rows", ValueType::Int, "0", 0, 1024},
   };
   static const std::vector<KeySpec> kNone;
   return kind == LayerKind::Conv2D ? kConv2D : kNone;

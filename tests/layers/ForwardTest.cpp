@@ -192,9 +192,9 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
   struct Knobs {
     int64_t vectorWidth, channelVectors, tileX, unroll;
     bool materialize, columns;
-    int64_t tileY, slideRows;
+    int64_t tileY, taskRows;
   };
-  // slide_rows: tasks of 2 rows, and of 5 over tiles 2 rows high (the last
+  // task_rows: tasks of 2 rows, and of 5 over tiles 2 rows high (the last
   // task is cut short); it is ignored without a stored input.
   for (Knobs k : {Knobs{4, 1, 1, 1, false, false, 1, 3}, Knobs{8, 3, 7, 3, true, false, 1, 2},
                   Knobs{16, 2, 32, 1, true, false, 2, 5}, Knobs{8, 1, 1, 1, false, true, 4, 0}}) {
@@ -206,11 +206,11 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
                                      {"materialize_input", k.materialize},
                                      {"vectorize_columns", k.columns},
                                      {"tile_y", k.tileY},
-                                     {"slide_rows", k.slideRows}}}};
+                                     {"task_rows", k.taskRows}}}};
     for (int batch : {1, 3}) {
       DYNAMIC_SECTION("vector " << k.vectorWidth << " x " << k.channelVectors << ", tile "
                                 << k.tileX << "x" << k.tileY << (k.columns ? " along columns" : "")
-                                << ", slide " << k.slideRows << ", batch " << batch) {
+                                << ", task rows " << k.taskRows << ", batch " << batch) {
         CHECK(compareWithReference(text, batch, host, &overrides) < 1e-4);
       }
     }
