@@ -46,8 +46,8 @@ int64_t scheduledWidth(const Layer& layer, const Conv2DKnobs& knobs);
 Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Halide::Target& target,
                                bool storesNchw = false, bool readsNchw = false);
 
-// The default taskRows: 8 rows a task where that leaves 8 tasks or more
-// (batch 1: the tasks are rows of one example).
+// The default taskRows: 16 rows a task, or 8, where that leaves 8 tasks or
+// more (batch 1: the tasks are rows of one example); else 0.
 int defaultTaskRows(const Layer& layer, const Conv2DKnobs& knobs, int64_t examplesPerCall);
 
 // Sets the knobs a schedule file gives (tile_x at most the output width).
