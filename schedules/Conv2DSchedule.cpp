@@ -106,15 +106,13 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
 
 int defaultTaskRows(const Layer& layer, const Conv2DKnobs& knobs, int64_t examplesPerCall) {
   // A stored copy of the whole input goes to memory and back when it
-  // outgrows the cache (W1, W2a at batch 8); each task's rows stay in L2,
-  // at the cost of recomputing the kernel's halo rows once a task (W2a
-  // batch 8 7.2 -> 6.5 ms, W2c batch 1 1.03 -> 0.90). All of a task's rows
-  // at once, not one row before each output row (Halide's sliding window):
-  // the network's NCHW input is then read in runs of rows of each plane,
-  // which the hardware prefetches, rather than a row of each of 128 planes
-  // (W1 42.8 -> 41.4 ms, W2a batch 8 6.9 -> 6.7). Fewer than 8 tasks leave
-  // a thread idle at the end; of the rest, 16 rows beat 8 (W1 39.3 -> 38.4,
-  // W2c batch 8 7.0 -> 6.8): less halo, longer runs of each plane.
+  // outgrows the cache; each task's rows stay in L2, at the cost of the
+  // kernel's halo rows once a task (W2a batch 8 7.2 -> 6.2 ms, W2c batch 1
+  // 1.03 -> 0.88). All of them at once rather than a row before each
+  // output row (a sliding window): the NCHW input is then read in runs of
+  // each plane, which the hardware prefetches (W1 42.8 -> 41.4). Fewer than
+  // 8 tasks leave a thread idle at the end; 16 rows beat 8 (less halo,
+  // longer runs: W1 39.3 -> 38.4, W2c batch 8 7.0 -> 6.8).
   if (!knobs.materializeInput || knobs.vectorizeColumns) return 0;
   constexpr int kTasks = 8;
   int64_t height = layer.outputShape.height();
@@ -267,8 +265,8 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   }
   Var taskRows("task_rows"), taskRow("task_row");
   if (inputPerTask) {
-    int tileRows = std::max(1, knobs.taskRows / knobs.tileY);
-    tiles.split(rows, taskRows, taskRow, tileRows, TailStrategy::GuardWithIf);
+    int tileRowsPerTask = std::max(1, knobs.taskRows / knobs.tileY);
+    tiles.split(rows, taskRows, taskRow, tileRowsPerTask, TailStrategy::GuardWithIf);
     for (const Var& outer : {xo, co, taskRow, taskRows, n}) order.push_back(outer);
   } else {
     for (const Var& outer : {xo, co, rows, n}) order.push_back(outer);
