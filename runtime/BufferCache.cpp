@@ -1,5 +1,8 @@
 #include "BufferCache.h"
 
+#include <immintrin.h>
+
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -31,12 +34,27 @@ struct Header {
 };
 constexpr size_t kHeaderBytes = kAlignment;  // keeps the block aligned
 
+// The lock is held for a map lookup: a pthread mutex's lock and unlock
+// were 3% of LeNet-5's batch-1 call (twenty a call), a spin lock costs a
+// fraction of that.
+class SpinLock {
+ public:
+  void lock() {
+    while (held_.exchange(true, std::memory_order_acquire))
+      while (held_.load(std::memory_order_relaxed)) _mm_pause();
+  }
+  void unlock() { held_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> held_{false};
+};
+
 class Cache {
  public:
   void* allocate(size_t bytes) {
     size_t size = (bytes + kAlignment - 1) / kAlignment * kAlignment;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<SpinLock> lock(mutex_);
       auto it = free_.find(size);
       if (it != free_.end() && it->second) {
         FreeBlock* block = it->second;
@@ -66,7 +84,7 @@ class Cache {
     void* raw = static_cast<char*>(block) - kHeaderBytes;
     size_t size = static_cast<Header*>(raw)->size;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      std::lock_guard<SpinLock> lock(mutex_);
       if (cached_ + size <= kMaxCachedBytes) {
         // A size's list head stays in the map once made, so that keeping a
         // block allocates nothing after the first time.
@@ -86,7 +104,7 @@ class Cache {
   struct FreeBlock {
     FreeBlock* next;
   };
-  std::mutex mutex_;
+  SpinLock mutex_;
   std::map<size_t, FreeBlock*> free_;  // by size: a list of kept blocks (maybe empty)
   size_t cached_ = 0;
 };
