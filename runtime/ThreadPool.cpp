@@ -46,10 +46,13 @@ struct Pool {
   std::condition_variable wake;
   std::chrono::nanoseconds spin{0};
   std::vector<std::thread> workers;
-  // Pinned workers: worker i's processor, and the one left for the caller
-  // (-1: none pinned). Only the caller of a job changes them.
-  std::vector<pthread_t> workerHandles;
-  std::vector<int> workerCpus;
+  // Pinned workers and the processor left for the caller (-1: none
+  // pinned). Only the caller of a job changes them.
+  struct Pinned {
+    pthread_t thread;
+    int cpu;
+  };
+  std::vector<Pinned> pinned;
   int callerCpu = -1;
   halide_do_par_for_t fallback = nullptr;
 };
@@ -125,10 +128,10 @@ void keepCallerApart(Pool& p) {
   if (p.callerCpu < 0) return;
   int cpu = sched_getcpu();
   if (cpu < 0 || cpu == p.callerCpu) return;
-  for (size_t w = 0; w < p.workerCpus.size(); ++w)
-    if (p.workerCpus[w] == cpu) {
-      pin(p.workerHandles[w], p.callerCpu);
-      p.workerCpus[w] = p.callerCpu;
+  for (Pool::Pinned& worker : p.pinned)
+    if (worker.cpu == cpu) {
+      pin(worker.thread, p.callerCpu);
+      worker.cpu = p.callerCpu;
       break;
     }
   p.callerCpu = cpu;
@@ -193,9 +196,8 @@ void installSpinningPool(int threads, int spinMicroseconds, bool pinWorkers) {
   if (threads > 1 && cpus.size() >= size_t(threads)) {
     pool->callerCpu = cpus[0];
     for (int t = 1; t < threads; ++t) {
-      pool->workerHandles.push_back(pool->workers[t - 1].native_handle());
-      pin(pool->workerHandles.back(), cpus[t]);
-      pool->workerCpus.push_back(cpus[t]);
+      pool->pinned.push_back({pool->workers[t - 1].native_handle(), cpus[t]});
+      pin(pool->pinned.back().thread, cpus[t]);
     }
   }
   for (auto& w : pool->workers) w.detach();

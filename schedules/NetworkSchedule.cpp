@@ -223,10 +223,16 @@ Conv2DKnobs conv2DKnobs(const Network& net, size_t i, const ScheduleOptions& opt
   Conv2DKnobs knobs = defaultConv2DKnobs(layer, input, options.target, storesNchw, readsNchw);
   if (storesNchw && !tilesApiOutput(knobs, layer.outputShape))
     knobs = defaultConv2DKnobs(layer, input, options.target, false, readsNchw);
-  // The batch entry point runs two examples or more (one runs the other).
-  knobs.taskRows = defaultTaskRows(layer, knobs, options.batchOne ? 1 : 2);
+  const std::vector<Attribute>* given = nullptr;
   if (options.overrides && options.overrides->count(static_cast<int>(i)))
-    applyKnobs(knobs, options.overrides->at(static_cast<int>(i)), layer);
+    given = &options.overrides->at(static_cast<int>(i));
+  if (given) applyKnobs(knobs, *given, layer);
+  // Chosen after the file's knobs (its materialize_input among them),
+  // unless it sets this one. The batch entry point runs two examples or
+  // more (one runs the other).
+  bool rowsGiven = given && std::any_of(given->begin(), given->end(),
+                                        [](const Attribute& a) { return a.key == "task_rows"; });
+  if (!rowsGiven) knobs.taskRows = defaultTaskRows(layer, knobs, options.batchOne ? 1 : 2);
   return knobs;
 }
 
