@@ -86,10 +86,10 @@ Halide::Target parseTarget(const std::string& text) {
 }
 
 // The batch-N or batch-1 forward pass: input, parameters -> the last layer.
-// Conv parameters come `prepared` (PreparedParams.h).
+// Conv and dense parameters come `prepared` (PreparedParams.h).
 Halide::Module forwardModule(const Network& net, const Halide::Target& target, bool batchOne,
                              const ScheduleOverrides& overrides,
-                             const std::vector<PreparedConv>& prepared, const std::string& name) {
+                             const std::vector<PreparedLayer>& prepared, const std::string& name) {
   ScheduleOptions options{target, batchOne, &overrides};
   options.examplesFused = true;
   options.writesApiOutput = true;
@@ -219,18 +219,18 @@ std::vector<LayerSplit> layerSplits(const Network& net, const EmitOptions& optio
   return splits;
 }
 
-// The prepared convs a split entry point's functions take: none for the
+// The prepared layers a split entry point's functions take: none for the
 // activations, which fold no batchnorm and pack per call.
-const std::vector<PreparedConv>& preparedFor(const LayerSplit& split,
-                                             const std::vector<PreparedConv>& prepared) {
-  static const std::vector<PreparedConv> none;
+const std::vector<PreparedLayer>& preparedFor(const LayerSplit& split,
+                                              const std::vector<PreparedLayer>& prepared) {
+  static const std::vector<PreparedLayer> none;
   return split.entry == ForwardEntry::Activations ? none : prepared;
 }
 
 std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& options,
                                       const std::vector<LayerSplit>& splits,
                                       const std::vector<Halide::Target>& targets,
-                                      const std::vector<PreparedConv>& prepared) {
+                                      const std::vector<PreparedLayer>& prepared) {
   std::string prefix = symbolPrefix(net);
   const ScheduleOverrides* overrides = &options.schedule;
   std::vector<PipelineJob> jobs;
@@ -257,7 +257,7 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
   const char* entryNames[] = {"forward (batch N)", "forward (batch 1)", "activations"};
   for (size_t e = 0; e < splits.size(); ++e) {
     const LayerSplit* split = &splits[e];
-    const std::vector<PreparedConv>* convs = &preparedFor(*split, prepared);
+    const std::vector<PreparedLayer>* preparedLayers = &preparedFor(*split, prepared);
     for (size_t f = 0; f < split->functions.size(); ++f) {
       const LayerSplit::Function& function = split->functions[f];
       std::string alike =
@@ -265,10 +265,10 @@ std::vector<PipelineJob> pipelineJobs(const Network& net, const EmitOptions& opt
       jobs.push_back(
           {fmt::format("{}: {}{}", entryNames[e], net.layers[function.layer].name, alike),
            function.symbol,
-           [&net, split, overrides, f, &targets, convs](const std::string& name,
-                                                        const Halide::Target& t) {
+           [&net, split, overrides, f, &targets, preparedLayers](const std::string& name,
+                                                                 const Halide::Target& t) {
              return layerFunctionModule(net, *split, static_cast<int>(f), *overrides, targets,
-                                        *convs, t, name);
+                                        *preparedLayers, t, name);
            }});
     }
   }
@@ -291,7 +291,7 @@ std::vector<LayerCallTable> layerCallTables(const Network& net,
                                             const std::vector<LayerSplit>& splits,
                                             const EmitOptions& options,
                                             const std::vector<Halide::Target>& targets,
-                                            const std::vector<PreparedConv>& prepared) {
+                                            const std::vector<PreparedLayer>& prepared) {
   std::vector<LayerCallTable> tables;
   for (const LayerSplit& split : splits) {
     LayerCallTable& table = tables.emplace_back();
@@ -310,12 +310,12 @@ std::vector<LayerCallTable> layerCallTables(const Network& net,
 }
 
 std::vector<PrepareCallRow> prepareCallRows(const Network& net,
-                                            const std::vector<PreparedConv>& prepared,
+                                            const std::vector<PreparedLayer>& prepared,
                                             const std::string& prefix) {
   std::vector<PrepareFunction> functions = prepareFunctions(net, prepared, prefix);
   std::vector<int> functionOf = prepareFunctionOf(net, prepared);
   std::vector<PrepareCallRow> rows;
-  for (const PreparedConv& p : prepared) {
+  for (const PreparedLayer& p : prepared) {
     if (p.layer < 0) continue;
     PrepareCallRow row;
     row.symbol = functions[functionOf[rows.size()]].symbol;
@@ -406,8 +406,8 @@ void emitLibrary(const Network& net, const EmitOptions& options) {
   fs::path library = options.libraryPath;
   ScratchDirectory scratch(library);
   std::vector<LayerSplit> splits = layerSplits(net, options);
-  std::vector<PreparedConv> prepared =
-      planPreparedConvs(net, options.schedule, targets, !splits.empty());
+  std::vector<PreparedLayer> prepared =
+      planPreparedLayers(net, options.schedule, targets, !splits.empty());
 
   bool wantLibrary =
       options.emit.count("lib") || options.emit.count("stmt") || options.emit.count("assembly");

@@ -53,10 +53,10 @@ struct LayerCallRow {
 };
 using LayerCallTable = std::vector<LayerCallRow>;
 
-// One prepared conv (PreparedParams.h), as the header's cnnc::PrepareCall.
+// One prepared layer (PreparedParams.h), as the header's cnnc::PrepareCall.
 struct PrepareCallRow {
   std::string symbol;          // its prepare function
-  std::vector<int> params;     // indices into the parameter table: the conv's, a batchnorm's
+  std::vector<int> params;     // indices into the parameter table: the layer's, a batchnorm's
   std::array<int, 5> extents;  // of the packed weights (halide order); the bias has
                                // extents[0] * extents[4]
 };
@@ -65,7 +65,7 @@ struct PrepareCallRow {
 // `training`: the library has the network's training pipelines; `calls`:
 // the batch-N, batch-1 and activations entry points as layer calls, or
 // empty when each is one pipeline.
-// `prepares`: the prepared convs, whose tensors the forward entry points take.
+// `prepares`: the prepared layers, whose tensors the forward entry points take.
 std::string generateHeader(const Network& net, bool training = true,
                            const std::vector<LayerCallTable>& calls = {},
                            const std::vector<PrepareCallRow>& prepares = {});

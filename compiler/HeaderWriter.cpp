@@ -117,7 +117,7 @@ std::string layerProgram(const LayerCallTable& calls, const std::string& name) {
                            name, calls.size());
 }
 
-// The prepared convs, as `kPrepare` (cnnc::PrepareCall rows).
+// The prepared layers, as `kPrepare` (cnnc::PrepareCall rows).
 std::string prepareTable(const std::vector<PrepareCallRow>& prepares) {
   std::string out = "inline const cnnc::PrepareCall kPrepare[] = {\n";
   for (const PrepareCallRow& row : prepares)
@@ -184,7 +184,9 @@ std::string generateHeader(const Network& net, bool training,
            layerProgram(calls[2], "kActivations");
   }
   if (!prepares.empty()) {
-    out += "// Conv parameters as the forward entry points take them, prepared per change.\n";
+    out +=
+        "// Conv and dense parameters as the forward entry points take them, prepared per "
+        "change.\n";
     out += prepareTable(prepares);
   }
   out += fmt::format(

@@ -72,10 +72,12 @@ std::string functionSignature(const Network& net, const LayerSplit& split, int i
 bool fitsLayerCalls(const Network& net, const LayerSplit& split) {
   for (size_t i = 0; i < split.sources.size(); ++i) {
     size_t params = 0;
-    // A conv's are two prepared tensors (PreparedParams.h), at most.
-    for (int layer : split.paramLayers[i])
-      params += std::max<size_t>(net.layers[layer].params.size(),
-                                 net.layers[layer].kind == LayerKind::Conv2D ? 2 : 0);
+    // A conv's or dense layer's are two prepared tensors (PreparedParams.h), at most.
+    for (int layer : split.paramLayers[i]) {
+      LayerKind kind = net.layers[layer].kind;
+      bool prepared = kind == LayerKind::Conv2D || kind == LayerKind::Dense;
+      params += std::max<size_t>(net.layers[layer].params.size(), prepared ? 2 : 0);
+    }
     if (split.sources[i].size() > kMaxCallArguments || params > kMaxCallArguments) return false;
   }
   return true;
@@ -141,7 +143,7 @@ LayerSplit planLayerSplit(const Network& net, ForwardEntry entry,
 Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, int function,
                                    const ScheduleOverrides& overrides,
                                    const std::vector<Halide::Target>& targets,
-                                   const std::vector<PreparedConv>& prepared,
+                                   const std::vector<PreparedLayer>& prepared,
                                    const Halide::Target& target, const std::string& name) {
   int i = split.functions[function].layer;
   bool activations = split.entry == ForwardEntry::Activations;

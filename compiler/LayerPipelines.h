@@ -68,7 +68,7 @@ LayerSplit planLayerSplit(const Network& net, ForwardEntry entry,
 Halide::Module layerFunctionModule(const Network& net, const LayerSplit& split, int function,
                                    const ScheduleOverrides& overrides,
                                    const std::vector<Halide::Target>& targets,
-                                   const std::vector<PreparedConv>& prepared,
+                                   const std::vector<PreparedLayer>& prepared,
                                    const Halide::Target& target, const std::string& name);
 
 // The (c, x, y) extents a separate layer's function writes, for every

@@ -84,8 +84,10 @@ Expr dropoutScale(const Layer& layer, int layerIndex, const Expr& seed) {
   return Halide::select(uniform >= rate, 1.0f / (1.0f - rate), 0.0f);
 }
 
-std::vector<int> PreparedConv::weightExtents(const Network& net) const {
+std::vector<int> PreparedLayer::weightExtents(const Network& net) const {
   const std::vector<int64_t>& w = net.layers[layer].params[0].shape;  // [K, C/g, kh, kw]
+  if (net.layers[layer].kind == LayerKind::Dense)
+    return {block, static_cast<int>(w[1]), 1, 1, blocks};
   return {block, static_cast<int>(w[1]), static_cast<int>(w[3]), static_cast<int>(w[2]), blocks};
 }
 
@@ -151,7 +153,7 @@ std::vector<int> foldableBatchNorms(const Network& net) {
 LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms,
                             Expr dropoutSeed, const std::vector<bool>& separate,
                             const std::vector<int>& weightBlocks,
-                            const std::vector<PreparedConv>& prepared) {
+                            const std::vector<PreparedLayer>& prepared) {
   const auto& [c, x, y, n] = layerVars();
   LoweredNetwork lowered;
   const Shape& inShape = net.inputShape;
@@ -185,10 +187,10 @@ LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchN
     }
   }
 
-  // Prepared conv parameters, with the layouts the runtime passes.
+  // Prepared parameters, with the layouts the runtime passes.
   lowered.preparedOffsets.assign(net.layers.size(), -1);
   for (size_t i = 0; i < prepared.size(); ++i) {
-    const PreparedConv& p = prepared[i];
+    const PreparedLayer& p = prepared[i];
     if (p.layer < 0) continue;
     lowered.preparedOffsets[i] = static_cast<int>(lowered.preparedParams.size());
     Halide::ImageParam weights(Halide::Float(32), 5, net.layers[i].name + "_prepared_weights"),

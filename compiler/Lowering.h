@@ -33,14 +33,16 @@ struct LoweredValue {
   Shape shape;        // the IR's shape
 };
 
-// A conv's parameters as the inference entry points take them, prepared
-// once per change of the parameters (the runtime's PrepareCalls) instead of
-// on every call: the weights packed as (kv, ci, kx, ky, kb) for output
-// channel kb * block + kv, zero past the filters, and the bias, both with a
-// folded batchnorm applied. `block` and `blocks` cover every channel that
-// any target's schedule computes.
-struct PreparedConv {
-  int layer = -1;      // the conv, or -1: not prepared
+// A conv's or dense layer's parameters as the inference entry points take
+// them, prepared once per change of the parameters (the runtime's
+// PrepareCalls) instead of on every call: the weights packed as
+// (kv, ci, kx, ky, kb) for output channel kb * block + kv, zero past the
+// filters, and the bias, both with a folded batchnorm applied. A dense
+// layer's are a 1x1 conv's over its flattened input: (unit, feature, 0, 0,
+// 0), units innermost. `block` and `blocks` cover every channel that any
+// target's schedule computes.
+struct PreparedLayer {
+  int layer = -1;      // the conv or dense layer, or -1: not prepared
   int batchNorm = -1;  // the batchnorm folded into it, or -1
   int block = 0, blocks = 0;
   int channels() const { return block * blocks; }  // the bias's extent
@@ -63,8 +65,8 @@ struct ForwardContext {
   // register tile's (0: one block): a tile's weights then stream
   // contiguously. A data layout the schedule picks (convWeightBlocks).
   int weightBlock = 0;
-  // A conv whose parameters come prepared: the two prepared tensors.
-  const PreparedConv* prepared = nullptr;
+  // A layer whose parameters come prepared: the two prepared tensors.
+  const PreparedLayer* prepared = nullptr;
   Halide::Func preparedWeights, preparedBias;
   // Training: the examples in the batch (batch statistics) and the step's
   // dropout seed.
@@ -122,7 +124,7 @@ struct LoweredNetwork {
   // layer, from its own inputs; undefined for the other layers.
   std::vector<Halide::ImageParam> storedInputs;
   std::vector<size_t> paramOffsets;  // per layer: the index of its first in `params`
-  // Per prepared conv (in layer order): its packed weights, then its bias.
+  // Per prepared layer (in layer order): its packed weights, then its bias.
   std::vector<Halide::ImageParam> preparedParams;
   std::vector<int> preparedOffsets;  // per layer: its first in `preparedParams`, or -1
   // A layer's output in the API's layout: NCHW (w, h, c, n), or (c, n) when flat.
@@ -143,12 +145,12 @@ void pinApiLayout(Halide::OutputImageParam buffer, const Shape& shape);
 // LoweredNetwork::storedInputs: (c, x, y, n), channels innermost.
 // `weightBlocks` (empty: none) gives each layer's ForwardContext::weightBlock.
 // `prepared` (inference with folding only; empty: none), per layer: the
-// convs that take prepared parameters (LoweredNetwork::preparedParams).
+// convs and dense layers that take prepared parameters (LoweredNetwork::preparedParams).
 LoweredNetwork lowerNetwork(const Network& net, Purpose purpose, bool foldBatchNorms = true,
                             Halide::Expr dropoutSeed = Halide::Expr(),
                             const std::vector<bool>& separate = {},
                             const std::vector<int>& weightBlocks = {},
-                            const std::vector<PreparedConv>& prepared = {});
+                            const std::vector<PreparedLayer>& prepared = {});
 
 // Which batchnorms inference folds into the convolution before them: for
 // each layer, the conv it is folded into, or -1.

@@ -89,7 +89,7 @@ struct LayerProgram {
   int callCount;
 };
 
-// A conv's parameters as the forward entry points take them, computed only
+// A conv's or dense layer's parameters as the forward entry points take them, computed only
 // when the parameters change (the compiler's PreparedParams.h): prepare
 // call k writes prepared tensors 2k (the packed weights, `extents` in
 // halide order) and 2k + 1 (the bias, extents[0] * extents[4] floats). A

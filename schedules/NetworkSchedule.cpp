@@ -79,57 +79,46 @@ void scheduleChannelwise(const Layer& layer, LoweredLayer& lowered,
   parallelRows(lowered.value.func, options, layer.forwardFlops, rows);
 }
 
-// Dense layers. One example: dot products along PyTorch's contiguous weight
-// rows, the reduction split across vector lanes (4 vectors, so 4 FMA chains).
-// Batches: the weights transposed once per call, then register tiles of
-// units x examples accumulated over the whole reduction.
+// Dense layers: register tiles of units, the weights read with units
+// innermost (prepared so once per change of the parameters, or transposed on
+// every call where they are not), each input feature broadcast to a tile.
+// One example: a tile of up to 8 vectors of units accumulated over the whole
+// reduction, so 8 independent FMA chains and no horizontal sums (LeNet-5's
+// batch-1 dense layers had spent 40% of its time on per-unit dot products
+// and their sums). Batches: tiles of up to 4 vectors of units x 4 examples,
+// each weight vector loaded serving four examples.
 void scheduleDense(const Layer& layer, LoweredLayer& lowered, bool inputIsStoredVector,
                    const ScheduleOptions& options) {
   const auto& v = layerVars();
   int vec = floatVectorWidth(options.target);
   Func out = lowered.value.func, sum = lowered.stages.at("sum");
   const Halide::RDom& r = lowered.reductions.at("sum");
-  int64_t units = layer.outputShape.channels(), features = layer.params[0].shape[1];
-  lowered.stages.at("bias").compute_root();
+  bool prepared = !lowered.stages.count("packed");
+  if (!prepared) {
+    lowered.stages.at("bias").compute_root();
+    Var f("f"), fo("fo");
+    lowered.stages.at("packed")
+        .compute_root()
+        .vectorize(v.c, vec, TailStrategy::RoundUp)
+        .split(f, fo, f, 64, TailStrategy::GuardWithIf)
+        .parallel(fo);
+  }
   if (!inputIsStoredVector) lowered.stages.at("flat").compute_root();
-  bool big = units * features >= (1 << 20);
+  int tile = denseUnitTile(layer.outputShape.channels(), options);
+  int rounded = denseScheduledUnits(layer, options);
+  // The units round up to whole tiles (the weights and the bias are zero
+  // there).
+  Var co("co"), ci("ci"), no("no"), ni("ni"), task("task");
+  out.compute_root().vectorize(v.c, vec, TailStrategy::GuardWithIf);
+  sum.compute_root().bound(v.c, 0, rounded).vectorize(v.c, vec);
   if (options.batchOne) {
-    Var lane("lane");
-    out.compute_root();
-    if (big) {
-      Var co("co"), ci("ci");
-      out.split(v.c, co, ci, 16, TailStrategy::GuardWithIf).parallel(co);
-      sum.compute_at(out, ci);
-    } else {
-      sum.compute_at(out, v.c);
-    }
-    Halide::RVar ro("ro"), ri("ri");
-    int lanes = features >= 4 * vec ? 4 * vec : vec;
-    sum.update().split(r.x, ro, ri, lanes, TailStrategy::GuardWithIf);
-    Func partial = sum.update().rfactor(ri, lane);
-    partial.compute_at(sum, v.c).vectorize(lane, vec).unroll(lane);
-    partial.update().vectorize(lane, vec).unroll(lane);
-    // The lanes summed as one vector reduction (a tree of shuffles and
-    // adds), not 64 scalar adds per unit: those were a quarter of LeNet-5's
-    // batch-1 time (19.4 -> 16.8 us).
-    sum.update().atomic().vectorize(ri);
+    Halide::Stage update = sum.update();
+    update.split(v.c, co, ci, tile).reorder(ci, r.x, co, v.n).vectorize(ci, vec).unroll(ci);
+    if (runsInParallel(options, layer.forwardFlops)) update.parallel(co);
     return;
   }
-  int vecs = static_cast<int>(std::min<int64_t>(4, (units + vec - 1) / vec));
-  Func packed = lowered.stages.at("packed");
-  Var f("f"), fo("fo"), fi("fi");
-  packed.compute_root()
-      .vectorize(v.c, vec, TailStrategy::RoundUp)
-      .split(f, fo, fi, 64, TailStrategy::GuardWithIf)
-      .parallel(fo);
-  // Register tiles of `vecs` vectors of units x 4 examples: each weight
-  // vector loaded serves four examples. The units round up to whole tiles
-  // (the packed weights and the bias are zero there).
-  int tile = vec * vecs;
-  int rounded = static_cast<int>((units + tile - 1) / tile * tile);
-  Var co("co"), ci("ci"), no("no"), ni("ni"), task("task");
-  out.compute_root().vectorize(v.c, vec, TailStrategy::GuardWithIf).parallel(v.n);
-  sum.compute_root().bound(v.c, 0, rounded).vectorize(v.c, vec).parallel(v.n);
+  out.parallel(v.n);
+  sum.parallel(v.n);
   sum.update()
       .split(v.c, co, ci, tile)
       .split(v.n, no, ni, 4, TailStrategy::GuardWithIf)
@@ -258,6 +247,23 @@ std::array<int, 3> scheduledExtents(const Network& net, size_t i, const Schedule
     extents[1] = static_cast<int>(scheduledWidth(layer, knobs));
   }
   return extents;
+}
+
+int denseUnitTile(int64_t units, const ScheduleOptions& options) {
+  int vec = floatVectorWidth(options.target);
+  int widest = denseWidestTile(options.target);
+  int vectors = options.batchOne ? widest / vec : widest / vec / 2;
+  return vec * static_cast<int>(std::min<int64_t>(vectors, (units + vec - 1) / vec));
+}
+
+int denseWidestTile(const Halide::Target& target) {
+  return 8 * floatVectorWidth(target);
+}
+
+int denseScheduledUnits(const Layer& layer, const ScheduleOptions& options) {
+  int64_t units = layer.outputShape.channels();
+  int tile = denseUnitTile(units, options);
+  return static_cast<int>((units + tile - 1) / tile * tile);
 }
 
 std::vector<int> convWeightBlocks(const Network& net, const ScheduleOptions& options) {

@@ -66,6 +66,14 @@ bool isStored(const Network& net, const LoweredNetwork& lowered, size_t i,
 // register tiles. A buffer the layer is computed into must cover it.
 std::array<int, 3> scheduledExtents(const Network& net, size_t i, const ScheduleOptions& options);
 
+// A dense layer's register tile of units (a multiple of the vector width),
+// and the units its schedule computes sums for: rounded up to whole tiles,
+// which prepared weights must cover. Every tile divides the widest, which a
+// layer of more units than that uses at batch 1.
+int denseUnitTile(int64_t units, const ScheduleOptions& options);
+int denseWidestTile(const Halide::Target& target);
+int denseScheduledUnits(const Layer& layer, const ScheduleOptions& options);
+
 // Per layer, the ForwardContext::weightBlock its schedule packs a conv's
 // weights in (0 for other layers): for lowerNetwork.
 std::vector<int> convWeightBlocks(const Network& net, const ScheduleOptions& options);

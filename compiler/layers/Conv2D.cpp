@@ -125,7 +125,7 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
   Halide::Var kv("kv"), kb("kb");
   Halide::Func packed(layer.name + "_packed_weights");
   if (ctx.prepared) {
-    // Packed once per change of the parameters, as below (PreparedConv).
+    // Packed once per change of the parameters, as below (PreparedLayer).
     int block = ctx.prepared->block;
     weights(c, ci, kx, ky) = ctx.preparedWeights(c % block, ci, kx, ky, c / block);
   } else if (ctx.weightBlock > 0) {

@@ -44,16 +44,22 @@ LoweredLayer denseForward(const ForwardContext& ctx) {
 
   Halide::Func flat(layer.name + "_flat");
   flat(c, n) = flatFeature(in, c, n);
-  // The weights as w(unit, feature): inlined, this reads PyTorch's layout
-  // (features contiguous, for batch 1); stored, it is a transposed copy with
-  // units innermost and zero beyond `units` (for batches, vectorized over
-  // units).
+  // The weights as w(unit, feature), units innermost and zero beyond
+  // `units`: prepared so once per change of the parameters (PreparedLayer),
+  // or else a transposed copy stored on every call.
   Halide::Func packed(layer.name + "_packed"), bias(layer.name + "_bias");
   Halide::Var f("f");
-  packed(c, f) = Halide::select(c < units, weight(f, Halide::min(c, units - 1)), 0.0f);
-  bias(c) = layer.boolAttr("bias")
-                ? Halide::select(c < units, ctx.params[1](Halide::min(c, units - 1)), 0.0f)
-                : Halide::Expr(0.0f);
+  if (ctx.prepared) {
+    int block = ctx.prepared->block;
+    packed(c, f) = ctx.prepared->blocks == 1 ? ctx.preparedWeights(c, f, 0, 0, 0)
+                                             : ctx.preparedWeights(c % block, f, 0, 0, c / block);
+    bias(c) = ctx.preparedBias(c);
+  } else {
+    packed(c, f) = Halide::select(c < units, weight(f, Halide::min(c, units - 1)), 0.0f);
+    bias(c) = layer.boolAttr("bias")
+                  ? Halide::select(c < units, ctx.params[1](Halide::min(c, units - 1)), 0.0f)
+                  : Halide::Expr(0.0f);
+  }
 
   Halide::RDom r(0, features, "r");
   Halide::Func sum(layer.name + "_sum");
@@ -65,7 +71,7 @@ LoweredLayer denseForward(const ForwardContext& ctx) {
   out.value.func(c, x, y, n) = applyActivation(sum(c, n), layer.identAttr("activation"));
   out.value.shape = layer.outputShape;
   out.stages["flat"] = flat;
-  out.stages["packed"] = packed;
+  if (!ctx.prepared) out.stages["packed"] = packed;
   out.stages["bias"] = bias;
   out.stages["sum"] = sum;
   out.reductions["sum"] = r;

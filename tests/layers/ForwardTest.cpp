@@ -58,8 +58,8 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
   ScheduleOptions options{target, batch == 1, overrides};
   options.examplesFused = true;
   options.writesApiOutput = true;
-  std::vector<PreparedConv> prepared =
-      planPreparedConvs(net, overrides ? *overrides : ScheduleOverrides{}, {target}, false);
+  std::vector<PreparedLayer> prepared =
+      planPreparedLayers(net, overrides ? *overrides : ScheduleOverrides{}, {target}, false);
   LoweredNetwork lowered = lowerNetwork(net, Purpose::Inference, true, Halide::Expr(), {},
                                         convWeightBlocks(net, options), prepared);
   Halide::Func output = lowered.apiOutput(static_cast<int>(net.layers.size()) - 1);
@@ -74,7 +74,7 @@ double compareWithReference(const std::string& text, int batch, const Halide::Ta
     }
   // The conv parameters, prepared as the runtime's PrepareCalls would.
   std::vector<Halide::Buffer<float>> preparedTensors;
-  for (const PreparedConv& conv : prepared) {
+  for (const PreparedLayer& conv : prepared) {
     if (conv.layer < 0) continue;
     PreparePipeline prepare = preparePipeline(net, prepared, conv.layer, target);
     std::vector<int> rows = callParameters(net, {}, {conv.layer});
@@ -132,6 +132,10 @@ const ForwardCase kCases[] = {
     {"37", "dense units=13 bias=false activation=sigmoid", 4},
     {"784", "dense units=100 activation=relu\ndense units=10\nsoftmax", 1},
     {"300", "dense units=70", 1},
+    // batch 1 with enough work for parallel tiles of units
+    {"1031", "dense units=1000 activation=relu", 1},
+    // batch N with several blocks of prepared weights and a partial last tile
+    {"45", "dense units=150", 3},
     // batchnorm (a conv absorbs it at inference), dropout, activations
     {"4x9x7", "conv2d filters=6 kernel=3 bias=false\nbatchnorm\nrelu", 2},
     {"4x9x7", "batchnorm eps=1e-3", 2},
