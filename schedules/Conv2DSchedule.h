@@ -27,6 +27,11 @@ struct Conv2DKnobs {
   // Output rows a parallel task computes over the input rows that it
   // stores first, in cache; 0: the whole input is stored before the conv.
   int taskRows = 0;
+  // The stored input keeps the network's NCHW order (columns innermost)
+  // instead of channels innermost: a copy of each plane's rows in runs,
+  // which the hardware prefetches, for a conv that reads each value too
+  // few times to pay for transposing it (a 1x1 conv over the input).
+  bool inputColumnsInnermost = false;
 };
 
 // The output channels the schedule computes: whole register tiles of them.
@@ -47,7 +52,8 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
                                bool storesNchw = false, bool readsNchw = false);
 
 // The default taskRows: 16 rows a task, or 8, where that leaves 8 tasks or
-// more (batch 1: the tasks are rows of one example); else 0.
+// more (batch 1: the tasks are rows of one example); 4 for an input stored
+// with its columns innermost; else 0.
 int defaultTaskRows(const Layer& layer, const Conv2DKnobs& knobs, int64_t examplesPerCall);
 
 // Sets the knobs a schedule file gives (tile_x at most the output width).

@@ -23,6 +23,7 @@ const std::vector<KeySpec>& scheduleKnobs(LayerKind kind) {
       {"vectorize_columns", ValueType::Bool, "false"},
       {"tile_y", ValueType::Int, "1", 1, 32},
       {"task_rows", ValueType::Int, "0", 0, 1024},
+      {"input_columns_innermost", ValueType::Bool, "false"},
   };
   static const std::vector<KeySpec> kNone;
   return kind == LayerKind::Conv2D ? kConv2D : kNone;

@@ -162,6 +162,8 @@ const ForwardCase kCases[] = {
     // a pool that reads fewer columns than the conv before it computes
     {"1x28x28",
      "conv2d filters=4 kernel=3 stride=2 activation=relu\nmaxpool kernel=2\ndense units=10", 2},
+    // a 1x1 conv over the input with enough work for tasks of stored rows
+    {"64x23x19", "conv2d filters=48 kernel=1 activation=relu", 3},
 };
 
 }  // namespace
@@ -179,7 +181,7 @@ TEST_CASE("forward: every layer kind matches the reference (host target)", "[for
 TEST_CASE("forward: AVX2 and SSE targets compile and match too", "[forward]") {
   for (const char* targetName : {"x86-64-linux-avx-avx2-f16c-fma-sse41", "x86-64-linux-sse41"}) {
     Halide::Target target(targetName);
-    for (size_t i : {0, 2, 5, 9, 10, 11, 12, 15, 21, 24, 31, 34}) {
+    for (size_t i : {0, 2, 5, 9, 10, 11, 12, 15, 21, 24, 31, 34, 43}) {
       const ForwardCase& c = kCases[i];
       std::string text = fmt::format("network t\ninput {}\n{}\n", c.input, c.layers);
       DYNAMIC_SECTION(targetName << " | " << c.layers) {
@@ -197,11 +199,14 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
     int64_t vectorWidth, channelVectors, tileX, unroll;
     bool materialize, columns;
     int64_t tileY, taskRows;
+    bool inputColumnsInnermost;
   };
   // task_rows: tasks of 2 rows, and of 5 over tiles 2 rows high (the last
   // task is cut short); it is ignored without a stored input.
-  for (Knobs k : {Knobs{4, 1, 1, 1, false, false, 1, 3}, Knobs{8, 3, 7, 3, true, false, 1, 2},
-                  Knobs{16, 2, 32, 1, true, false, 2, 5}, Knobs{8, 1, 1, 1, false, true, 4, 0}}) {
+  for (Knobs k :
+       {Knobs{4, 1, 1, 1, false, false, 1, 3, false}, Knobs{8, 3, 7, 3, true, false, 1, 2, false},
+        Knobs{16, 2, 32, 1, true, false, 2, 5, false}, Knobs{8, 1, 1, 1, false, true, 4, 0, false},
+        Knobs{8, 2, 3, 1, true, false, 1, 2, true}, Knobs{16, 1, 4, 2, true, false, 2, 0, true}}) {
     ScheduleOverrides overrides = {{0,
                                     {{"vector_width", k.vectorWidth},
                                      {"channel_vectors", k.channelVectors},
@@ -210,11 +215,14 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
                                      {"materialize_input", k.materialize},
                                      {"vectorize_columns", k.columns},
                                      {"tile_y", k.tileY},
-                                     {"task_rows", k.taskRows}}}};
+                                     {"task_rows", k.taskRows},
+                                     {"input_columns_innermost", k.inputColumnsInnermost}}}};
     for (int batch : {1, 3}) {
       DYNAMIC_SECTION("vector " << k.vectorWidth << " x " << k.channelVectors << ", tile "
                                 << k.tileX << "x" << k.tileY << (k.columns ? " along columns" : "")
-                                << ", task rows " << k.taskRows << ", batch " << batch) {
+                                << ", task rows " << k.taskRows
+                                << (k.inputColumnsInnermost ? ", input columns innermost" : "")
+                                << ", batch " << batch) {
         CHECK(compareWithReference(text, batch, host, &overrides) < 1e-4);
       }
     }
