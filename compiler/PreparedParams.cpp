@@ -57,7 +57,6 @@ std::vector<PreparedLayer> planPreparedLayers(const Network& net,
                                           : scheduledExtents(net, i, options(t, batchOne))[0]);
     PreparedLayer& p = prepared[i];
     p.layer = static_cast<int>(i);
-    p.block = blocks[i] > 0 ? blocks[i] : channels;
     if (layer.kind == LayerKind::Dense) {
       // Blocks of the widest unit tile (every tile divides it), so that a
       // tile's weights stream contiguously: a tile read across the rows of
@@ -66,6 +65,8 @@ std::vector<PreparedLayer> planPreparedLayers(const Network& net,
       p.block = 0;
       for (const Halide::Target& t : targets) p.block = std::max(p.block, denseWidestTile(t));
       p.block = std::min(p.block, channels);
+    } else {
+      p.block = blocks[i] > 0 ? blocks[i] : channels;
     }
     p.blocks = (channels + p.block - 1) / p.block;
   }

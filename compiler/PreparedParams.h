@@ -7,9 +7,9 @@
 // innermost, PyTorch's layout transposed. The inference entry points instead
 // take each such layer's packed weights and bias as arguments (PreparedLayer,
 // Lowering.h); one small "prepare" function per layer computes them from the
-// parameters,
-// and the runtime calls those only when the parameters have changed (load,
-// initialization, a train step, a write through Model::parameter).
+// parameters, and the runtime calls those only when the parameters have
+// changed (load, initialization, a train step, a write through
+// Model::parameter).
 #pragma once
 
 #include <string>
@@ -25,9 +25,10 @@ namespace cnnc {
 
 // Per layer, how the inference entry points take a conv's or dense layer's
 // parameters: every conv is prepared, in blocks of the register tile of the
-// first target's batch-N schedule, and every dense layer in one block; both
-// cover the channels of every target's and both entry points' schedules (`split`: the entry points
-// are layer functions, LayerPipelines.h).
+// first target's batch-N schedule, and every dense layer in blocks of the
+// widest unit tile of any target; both cover the channels of every target's
+// and both entry points' schedules (`split`: the entry points are layer
+// functions, LayerPipelines.h).
 std::vector<PreparedLayer> planPreparedLayers(const Network& net,
                                               const ScheduleOverrides& overrides,
                                               const std::vector<Halide::Target>& targets,

@@ -92,11 +92,11 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
   int64_t productsPerValue = filters / layer.intAttr("groups") * kernel.h * kernel.w /
                              std::max<int64_t>(1, stride.h * stride.w);
   knobs.materializeInput = pad.h > 0 || pad.w > 0 || (readsNchw && productsPerValue >= 512);
-  // A 1x1 conv over the NCHW input read in place takes a cache line of each
-  // of its hundreds of planes per tile, runs too many for the hardware
-  // prefetchers: with each task's rows copied first as runs of each plane,
-  // in NCHW order, W2b at batch 8 took 4.0 ms instead of 6.7 (at batch 1
-  // 0.51 against 0.56). Where the copy is padded (W2d, 3x3 at stride 2) it
+  // A 1x1 conv reading the NCHW input in place takes a cache line from each
+  // of hundreds of planes per tile: more streams than the hardware
+  // prefetchers follow. With each task's rows copied first as runs of each
+  // plane, in NCHW order, W2b at batch 8 took 4.0 ms instead of 6.7 (at
+  // batch 1 0.51 against 0.56). Where the copy is padded (W2d, 3x3 at stride 2) it
   // was 2.7x slower than the transposing copy.
   if (readsNchw && !knobs.materializeInput && kernel.h == 1 && kernel.w == 1 && stride.h == 1 &&
       stride.w == 1) {

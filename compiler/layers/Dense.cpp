@@ -50,6 +50,7 @@ LoweredLayer denseForward(const ForwardContext& ctx) {
   Halide::Func packed(layer.name + "_packed"), bias(layer.name + "_bias");
   Halide::Var f("f");
   if (ctx.prepared) {
+    // One block: the plain index, without a modulo and a division per load.
     int block = ctx.prepared->block;
     packed(c, f) = ctx.prepared->blocks == 1 ? ctx.preparedWeights(c, f, 0, 0, 0)
                                              : ctx.preparedWeights(c % block, f, 0, 0, c / block);
