@@ -12,6 +12,11 @@ each has N timed forward passes: a pause (--gap-ms), one untimed pass, then
 --block timed ones; the table gives medians and minima, the ratio
 (PyTorch / cnnc, above 1 means cnnc is faster) and cnnc's share of the FP32
 peak measured by an FMA loop in the same run. Both sides use 2 threads.
+GFLOP/s count a direct convolution's multiply-adds, as PyTorch's FLOP
+counts do: a layer that cnnc computes by Winograd's F(2x2, 3x3) does 16/36
+of those multiplies, so its share is an effective rate and may pass 100%.
+A workload with a schedule file (W1-direct: W1 with `winograd=false`) is
+compiled with it.
 
 The training workloads (TRAIN_WORKLOADS, bench/train_torch.py) time one
 train step (forward, backward, optimizer update) of a network compiled by
@@ -41,6 +46,7 @@ import train_torch  # noqa: E402
 
 WORKLOADS = {
     "W1": ("bench/workloads/w1_conv3x3_128.net", 5),
+    "W1-direct": ("bench/workloads/w1_conv3x3_128.net", 5, "bench/workloads/w1_direct.schedule"),
     "W2a/N1": ("bench/workloads/w2_conv3x3_64.net", 1),
     "W2a/N8": ("bench/workloads/w2_conv3x3_64.net", 8),
     "W2b/N1": ("bench/workloads/w2_conv1x1_256.net", 1),
@@ -85,12 +91,18 @@ def peak(bench):
 HARNESSES = {}  # .net path -> (forward_bench built against it, cnnc seconds)
 
 
-def run_workload(name, net_path, batch, build, reps, work, gap, block):
+def run_workload(name, net_path, batch, build, reps, work, gap, block, schedule=None):
     cnnc_bin, bench = str(build / "compiler" / "cnnc"), str(build / "bench" / "cnnc_bench")
-    if net_path not in HARNESSES:  # one build per network, whatever the batch
-        HARNESSES[net_path] = train_torch.compile_harness(cnnc_bin, net_path, work,
-                                                          ROOT / "bench" / "forward_bench.cpp", ("--inference-only",))
-    program = HARNESSES[net_path][0]
+    key = (net_path, schedule)
+    if key not in HARNESSES:  # one build per network and schedule, whatever the batch
+        options = ("--inference-only",)
+        if schedule:
+            options += ("--schedule", str(ROOT / schedule))
+            work = work / pathlib.Path(schedule).stem
+            work.mkdir(exist_ok=True)
+        HARNESSES[key] = train_torch.compile_harness(cnnc_bin, net_path, work,
+                                                     ROOT / "bench" / "forward_bench.cpp", options)
+    program = HARNESSES[key][0]
     net = netfile.load(net_path)
     model = netfile.build_model(net).eval()
     torch.manual_seed(3)
@@ -231,9 +243,9 @@ def main():
         for name in args.workloads:
             if name not in WORKLOADS:
                 continue
-            path, batch = WORKLOADS[name]
+            path, batch, *schedule = WORKLOADS[name]
             r = run_workload(name, ROOT / path, batch, build, args.reps, pathlib.Path(work), args.gap_ms / 1e3,
-                             args.block)
+                             args.block, *schedule)
             print(f"| {r['name']} | {r['file']} | {r['batch']} | {r['ours'][0]:.3f} / {r['ours'][1]:.3f} "
                   f"| {r['theirs'][0]:.3f} / {r['theirs'][1]:.3f} | {r['ratio']:.2f} | {r['gflops']:.1f} "
                   f"| {100 * r['gflops'] / r['peak']:.1f}% ({r['peak']:.0f}) |", flush=True)

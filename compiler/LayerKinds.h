@@ -91,6 +91,10 @@ KeySpec initKey();
 KeySpec biasKey();
 KeySpec sizeKey(const std::string& name, const std::string& defaultText, double min = 1);
 
+// Whether a conv2d may run by Winograd's F(2x2, 3x3) (layers/Conv2DWinograd.cpp):
+// a 3x3 kernel at stride 1, no dilation or groups, an even output height and width.
+bool fitsWinograd(const Layer& layer);
+
 // The kinds, one per file under layers/.
 LayerKindInfo conv2dKind();
 LayerKindInfo maxPoolKind();

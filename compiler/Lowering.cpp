@@ -88,6 +88,7 @@ std::vector<int> PreparedLayer::weightExtents(const Network& net) const {
   const std::vector<int64_t>& w = net.layers[layer].params[0].shape;  // [K, C/g, kh, kw]
   if (net.layers[layer].kind == LayerKind::Dense)
     return {block, static_cast<int>(w[1]), 1, 1, blocks};
+  if (winograd) return {block, static_cast<int>(w[1]), 4, 4, blocks};
   return {block, static_cast<int>(w[1]), static_cast<int>(w[3]), static_cast<int>(w[2]), blocks};
 }
 

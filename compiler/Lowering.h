@@ -45,8 +45,12 @@ struct PreparedLayer {
   int layer = -1;      // the conv or dense layer, or -1: not prepared
   int batchNorm = -1;  // the batchnorm folded into it, or -1
   int block = 0, blocks = 0;
+  // A conv computed by Winograd's F(2x2, 3x3): the weights are their 4x4
+  // transforms, (kv, ci, i, j, kb).
+  bool winograd = false;
   int channels() const { return block * blocks; }  // the bias's extent
-  // The packed weights' extents, halide order: (block, C/g, kw, kh, blocks).
+  // The packed weights' extents, halide order: (block, C/g, kw, kh, blocks),
+  // 4x4 for winograd.
   std::vector<int> weightExtents(const Network& net) const;
 };
 
@@ -84,6 +88,13 @@ struct LoweredLayer {
 
 // Forward algorithms, one per kind (defined in layers/).
 LoweredLayer conv2dForward(const ForwardContext& ctx);
+// A 3x3 stride-1 conv by Winograd's F(2x2, 3x3) (layers/Conv2DWinograd.cpp),
+// for a layer that fitsWinograd whose prepared weights are winogradFilters'
+// (PreparedLayer::winograd); `input` and `bias` as conv2dForward reads them.
+LoweredLayer conv2dWinogradForward(const ForwardContext& ctx, const Halide::Func& input,
+                                   const Halide::Func& bias);
+// Packed conv weights (kv, ci, kx, ky, kb) -> their transforms (kv, ci, i, j, kb), 4x4 each.
+Halide::Func winogradFilters(const Halide::Func& packed, const std::string& name);
 LoweredLayer maxPoolForward(const ForwardContext& ctx);
 LoweredLayer avgPoolForward(const ForwardContext& ctx);
 LoweredLayer globalAvgPoolForward(const ForwardContext& ctx);

@@ -29,6 +29,7 @@ std::string prepareSignature(const Network& net, const PreparedLayer& p) {
                   fmt::join(layer.params[0].shape, "x"), layer.boolAttr("bias"), p.block, p.blocks);
   if (p.batchNorm >= 0)
     text += fmt::format(" folds eps={}", net.layers[p.batchNorm].floatAttr("eps"));
+  if (p.winograd) text += " winograd";
   return text;
 }
 
@@ -45,6 +46,7 @@ std::vector<PreparedLayer> planPreparedLayers(const Network& net,
     return o;
   };
   std::vector<int> blocks = convWeightBlocks(net, options(targets[0], false));
+  std::vector<bool> winograd = winogradConvs(net, options(targets[0], false));
   std::vector<PreparedLayer> prepared(net.layers.size());
   for (size_t i = 0; i < net.layers.size(); ++i) {
     const Layer& layer = net.layers[i];
@@ -67,6 +69,7 @@ std::vector<PreparedLayer> planPreparedLayers(const Network& net,
       p.block = std::min(p.block, channels);
     } else {
       p.block = blocks[i] > 0 ? blocks[i] : channels;
+      p.winograd = winograd[i];
     }
     p.blocks = (channels + p.block - 1) / p.block;
   }
@@ -131,6 +134,16 @@ PreparePipeline preparePipeline(const Network& net, const std::vector<PreparedLa
   } else {
     packed = lowered_layer.stages.at("packed_weights");
     schedulePackedWeights(packed, net.layers[layer], vec, true, tail);
+    if (p.winograd) {
+      packed = winogradFilters(packed, net.layers[layer].name + "_winograd_filters");
+      std::vector<Halide::Var> args = packed.args();  // (kv, ci, i, j, kb)
+      packed.compute_root()
+          .reorder(args[0], args[2], args[3], args[1], args[4])
+          .vectorize(args[0], vec, tail)
+          .unroll(args[2])
+          .unroll(args[3])
+          .parallel(args[1]);
+    }
   }
   bias.compute_root().vectorize(layerVars().c, vec, Halide::TailStrategy::GuardWithIf);
   for (const char* stage : {"bn_scale", "bn_shift"})

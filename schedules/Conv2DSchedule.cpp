@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "LayerKinds.h"
 #include "NetworkSchedule.h"
 #include "RegisterTile.h"
 
@@ -113,6 +114,15 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
     knobs.vectorWidth = natural;
     setColumnTile(knobs, layer, accumulators);
   }
+  // Winograd where its GEMMs are long and full: at least 128 input and
+  // output channels, and a tile of at least half the accumulators (W1:
+  // 36 -> 27 ms in the prototype of bench/NOTES.md).
+  if (fitsWinograd(layer) && !knobs.vectorizeColumns) {
+    int most = avx512 ? 16 : fma ? 8 : 4;
+    knobs.winogradTiles = defaultWinogradTiles(layer, knobs.channelVectors, most, storesNchw);
+    knobs.winograd = inputChannels >= 128 && filters >= 128 &&
+                     knobs.channelVectors * knobs.winogradTiles * 2 >= most;
+  }
   return knobs;
 }
 
@@ -151,7 +161,15 @@ void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const 
     if (a.key == "tile_y") knobs.tileY = static_cast<int>(std::get<int64_t>(a.value));
     if (a.key == "task_rows") knobs.taskRows = static_cast<int>(std::get<int64_t>(a.value));
     if (a.key == "input_columns_innermost") knobs.inputColumnsInnermost = std::get<bool>(a.value);
+    if (a.key == "winograd") knobs.winograd = std::get<bool>(a.value);
+    if (a.key == "winograd_tiles")
+      knobs.winogradTiles = static_cast<int>(std::get<int64_t>(a.value));
   }
+  // Whole tiles of 2x2 blocks along a row: the most that divide it.
+  knobs.winograd = knobs.winograd && fitsWinograd(layer);
+  int64_t blocks = layer.outputShape.width() / 2;
+  knobs.winogradTiles = static_cast<int>(std::clamp<int64_t>(knobs.winogradTiles, 1, blocks));
+  while (blocks % knobs.winogradTiles != 0) --knobs.winogradTiles;
   knobs.vectorizeColumns = knobs.vectorizeColumns && columnVectorsFit(layer, knobs.vectorWidth);
   knobs.tileY = static_cast<int>(std::min<int64_t>(knobs.tileY, layer.outputShape.height()));
   if (knobs.vectorizeColumns) knobs.materializeInput = true;
@@ -224,6 +242,17 @@ void schedulePackedWeights(Func packed, const Layer& layer, int vec, bool parall
   if (elements >= (1 << 16) && parallel) packed.parallel(cio);
 }
 
+void scheduleTransposedStores(Func out, Func apiOutput, const Var& tile, int vec) {
+  const auto& [c, x, y, n] = layerVars();
+  Func loads = out.in(apiOutput), transposed = loads.in(apiOutput);
+  loads.compute_at(apiOutput, tile).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
+  transposed.reorder_storage(x, c, y, n)
+      .compute_at(apiOutput, tile)
+      .vectorize(x)
+      .unroll(c)
+      .unroll(y);
+}
+
 void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
                     const ScheduleOptions& options, Func apiOutput) {
   const auto& [c, x, y, n] = layerVars();
@@ -240,6 +269,10 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   for (const char* stage : {"bn_scale", "bn_shift"})
     if (lowered.stages.count(stage)) lowered.stages.at(stage).compute_root();
 
+  if (lowered.stages.count("winograd_products")) {
+    scheduleWinogradConv2D(layer, lowered, knobs, options, apiOutput);
+    return;
+  }
   if (knobs.vectorizeColumns) {
     scheduleColumnVectors(layer, lowered, knobs, options);
     return;
@@ -299,13 +332,7 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
     // The tile's channel vectors (act(conv)), then their transpose, both
     // in registers (block_transpose's idiom): a vector of columns a channel.
     tiles.vectorize(xi).unroll(ci);
-    Func loads = out.in(apiOutput), transposed = loads.in(apiOutput);
-    loads.compute_at(apiOutput, xo).vectorize(c, vec).unroll(c).unroll(x).unroll(y);
-    transposed.reorder_storage(x, c, y, n)
-        .compute_at(apiOutput, xo)
-        .vectorize(x)
-        .unroll(c)
-        .unroll(y);
+    scheduleTransposedStores(out, apiOutput, xo, vec);
   } else {
     tiles.vectorize(ci, vec).unroll(ci).unroll(xi);
   }

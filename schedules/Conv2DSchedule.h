@@ -32,6 +32,11 @@ struct Conv2DKnobs {
   // which the hardware prefetches, for a conv that reads each value too
   // few times to pay for transposing it (a 1x1 conv over the input).
   bool inputColumnsInnermost = false;
+  // Winograd's F(2x2, 3x3) instead of the direct sum, for a 3x3 stride-1
+  // conv that fitsWinograd: 16 products per input channel for 4 outputs
+  // instead of 36. A tile is channelVectors x winogradTiles 2x2 blocks.
+  bool winograd = false;
+  int winogradTiles = 4;
 };
 
 // The output channels the schedule computes: whole register tiles of them.
@@ -65,10 +70,24 @@ void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const 
 void schedulePackedWeights(Halide::Func packed, const Layer& layer, int vec, bool parallel,
                            Halide::TailStrategy blockTail = Halide::TailStrategy::RoundUp);
 
+// The blocks of 2x2 outputs along a row of a Winograd tile: the most that
+// divide the row's blocks with channelVectors x them at most `accumulators`
+// (a power of two for tiles transposed into the NCHW output).
+int defaultWinogradTiles(const Layer& layer, int channelVectors, int accumulators, bool powerOfTwo);
+
 struct ScheduleOptions;
 // With apiOutput (the network's NCHW output, reading this layer), the
 // register tiles are that output's, each transposed as it is stored.
 void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
                     const ScheduleOptions& options, Halide::Func apiOutput = Halide::Func());
+// The same for a conv lowered by conv2dWinogradForward
+// (Conv2DWinogradSchedule.cpp).
+void scheduleWinogradConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
+                            const ScheduleOptions& options, Halide::Func apiOutput);
+// The register tile of `out` at loop `tile` of apiOutput (its NCHW
+// output), loaded as channel vectors and stored transposed in registers (a
+// vector of columns a channel: Halide's block_transpose idiom).
+void scheduleTransposedStores(Halide::Func out, Halide::Func apiOutput, const Halide::Var& tile,
+                              int vec);
 
 }  // namespace cnnc

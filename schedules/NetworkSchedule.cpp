@@ -199,6 +199,10 @@ bool storesApiOutput(const Network& net, size_t i, const ScheduleOptions& option
 // Register tiles that the API's output can be split into: channel vectors
 // (not columns), whole channel tiles, no more columns or rows than it has.
 bool tilesApiOutput(const Conv2DKnobs& knobs, const Shape& shape) {
+  int columns = 2 * knobs.winogradTiles;
+  if (knobs.winograd)
+    return shape.channels() % (knobs.vectorWidth * knobs.channelVectors) == 0 &&
+           (columns & (columns - 1)) == 0 && columns <= knobs.vectorWidth;
   return !knobs.vectorizeColumns &&
          shape.channels() % (knobs.vectorWidth * knobs.channelVectors) == 0 &&
          shape.width() >= knobs.tileX && shape.height() >= knobs.tileY;
@@ -272,6 +276,14 @@ std::vector<int> convWeightBlocks(const Network& net, const ScheduleOptions& opt
     if (net.layers[i].kind == LayerKind::Conv2D)
       blocks[i] = weightBlock(conv2DKnobs(net, i, options));
   return blocks;
+}
+
+std::vector<bool> winogradConvs(const Network& net, const ScheduleOptions& options) {
+  std::vector<bool> winograd(net.layers.size(), false);
+  for (size_t i = 0; i < net.layers.size(); ++i)
+    if (net.layers[i].kind == LayerKind::Conv2D)
+      winograd[i] = conv2DKnobs(net, i, options).winograd;
+  return winograd;
 }
 
 namespace {

@@ -77,6 +77,9 @@ int denseScheduledUnits(const Layer& layer, const ScheduleOptions& options);
 // Per layer, the ForwardContext::weightBlock its schedule packs a conv's
 // weights in (0 for other layers): for lowerNetwork.
 std::vector<int> convWeightBlocks(const Network& net, const ScheduleOptions& options);
+// Per layer, whether it is a conv computed by Winograd's F(2x2, 3x3) where
+// its parameters come prepared (Conv2DKnobs::winograd): PreparedLayer::winograd.
+std::vector<bool> winogradConvs(const Network& net, const ScheduleOptions& options);
 
 // With apiOutput (LoweredNetwork::apiOutput of the last layer), schedules
 // that too, as scheduleApiOutput or inside the last conv's tiles.

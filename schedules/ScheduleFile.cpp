@@ -24,6 +24,8 @@ const std::vector<KeySpec>& scheduleKnobs(LayerKind kind) {
       {"tile_y", ValueType::Int, "1", 1, 32},
       {"task_rows", ValueType::Int, "0", 0, 1024},
       {"input_columns_innermost", ValueType::Bool, "false"},
+      {"winograd", ValueType::Bool, "false"},
+      {"winograd_tiles", ValueType::Int, "4", 1, 16},
   };
   static const std::vector<KeySpec> kNone;
   return kind == LayerKind::Conv2D ? kConv2D : kNone;
@@ -86,6 +88,18 @@ std::optional<ScheduleOverrides> parseScheduleFile(const SourceFile& source, con
               std::get<int64_t>(*value) != 8 && std::get<int64_t>(*value) != 16) {
             diags.error(kv.value.loc, fmt::format("'vector_width' must be 4, 8 or 16, got {}",
                                                   kv.value.atoms[0].text));
+            continue;
+          }
+          if (spec->name == "winograd" && std::get<bool>(*value) && !fitsWinograd(layer)) {
+            diags.error(kv.value.loc,
+                        fmt::format("'winograd' needs a 3x3 kernel at stride 1, without "
+                                    "dilation or groups, and an even output height and width; "
+                                    "'{}' has kernel={} stride={} dilation={} groups={} and a "
+                                    "{}x{} output",
+                                    layer.name, layer.sizeAttr("kernel").str(),
+                                    layer.sizeAttr("stride").str(),
+                                    layer.sizeAttr("dilation").str(), layer.intAttr("groups"),
+                                    layer.outputShape.height(), layer.outputShape.width()));
             continue;
           }
           values.push_back({spec->name, *value});

@@ -140,6 +140,7 @@ LoweredLayer conv2dForward(const ForwardContext& ctx) {
     bias(c) = ctx.preparedBias(c);
   else
     bias(c) = Halide::select(c < K, b, 0.0f);
+  if (ctx.prepared && ctx.prepared->winograd) return conv2dWinogradForward(ctx, input, bias);
 
   Halide::RDom r(0, Cg, 0, static_cast<int>(kernel.w), 0, static_cast<int>(kernel.h), "r");
   Halide::Expr inChannel =

@@ -61,3 +61,17 @@ TEST_CASE("schedule file: every mistake is a located error", "[schedule]") {
                              "7:1: expected 'LAYER: KIND knob=value ...'",
                          });
 }
+
+TEST_CASE("schedule file: winograd only where F(2x2, 3x3) fits", "[schedule]") {
+  // conv1: 3x3 at stride 1 to a 14x14 output; conv2: a 7x7 output (odd).
+  Parsed fits = parseSchedule("conv1: conv2d winograd=true winograd_tiles=7\n");
+  REQUIRE(fits.overrides);
+  CHECK(fits.overrides->at(0).size() == 2);
+  Parsed odd = parseSchedule("conv2: conv2d winograd=true\nconv1: conv2d winograd=false\n");
+  CHECK_FALSE(odd.overrides);
+  CHECK(odd.errors == std::vector<std::string>{
+                          "1:24: 'winograd' needs a 3x3 kernel at stride 1, without dilation or "
+                          "groups, and an even output height and width; 'conv2' has kernel=3 "
+                          "stride=1 dilation=1 groups=1 and a 7x7 output",
+                      });
+}

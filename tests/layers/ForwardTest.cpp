@@ -229,6 +229,55 @@ TEST_CASE("forward: convolutions stay correct under other knob values", "[forwar
   }
 }
 
+TEST_CASE("forward: Winograd convolutions match the reference", "[forward]") {
+  Halide::Target host = Halide::get_jit_target_from_environment();
+  struct WinogradCase {
+    const char* input;
+    const char* layers;
+    int layer;         // the conv that runs by Winograd
+    int64_t tiles;     // winograd_tiles, or 0: the default
+    int64_t taskRows;  // task_rows, or -1: the default
+    bool byDefault;    // chosen without a schedule file (128 channels in and out)
+  };
+  const WinogradCase cases[] = {
+      // the network's NCHW input, unpadded (read in place) and padded (stored per task)
+      {"128x10x14", "conv2d filters=128 kernel=3 activation=relu", 0, 0, -1, true},
+      {"20x10x14", "conv2d filters=40 kernel=3 pad=1", 0, 3, 2, false},
+      // channels-innermost inputs, unpadded and padded, channels not a whole vector
+      {"6x12x16", "a: conv2d filters=20 kernel=1\nconv2d filters=17 kernel=3", 1, 0, -1, false},
+      {"5x12x10", "a: conv2d filters=24 kernel=1\nconv2d filters=36 kernel=3 pad=1 activation=relu",
+       1, 1, 6, false},
+      // a folded batchnorm; an output past L2, its tiles stored transposed into NCHW
+      {"8x8x8", "conv2d filters=16 kernel=3 pad=1 bias=false\nbatchnorm\nrelu", 0, 2, -1, false},
+      {"32x36x36", "conv2d filters=128 kernel=3 pad=1 activation=relu", 0, 0, 4, false},
+  };
+  for (const WinogradCase& c : cases) {
+    std::string text = fmt::format("network t\ninput {}\n{}\n", c.input, c.layers);
+    Network net = test::mustAnalyze(text);
+    ScheduleOptions options{host, false, nullptr};
+    CHECK(winogradConvs(net, options)[c.layer] == c.byDefault);
+    std::vector<Attribute> knobs = {{"winograd", true}};
+    if (c.tiles > 0) knobs.push_back({"winograd_tiles", c.tiles});
+    if (c.taskRows >= 0) knobs.push_back({"task_rows", c.taskRows});
+    ScheduleOverrides overrides = {{c.layer, knobs}};
+    options.overrides = &overrides;
+    REQUIRE(winogradConvs(net, options)[c.layer]);
+    for (int batch : {1, 2}) {
+      DYNAMIC_SECTION(c.input << " | " << c.layers << " | batch " << batch) {
+        CHECK(compareWithReference(text, batch, host, &overrides) < 1e-4);
+      }
+    }
+  }
+  for (const char* targetName : {"x86-64-linux-avx-avx2-f16c-fma-sse41", "x86-64-linux-sse41"})
+    for (int i : {1, 3}) {
+      std::string text = fmt::format("network t\ninput {}\n{}\n", cases[i].input, cases[i].layers);
+      ScheduleOverrides overrides = {{cases[i].layer, {{"winograd", true}}}};
+      DYNAMIC_SECTION(targetName << " | " << cases[i].layers) {
+        CHECK(compareWithReference(text, 2, Halide::Target(targetName), &overrides) < 1e-4);
+      }
+    }
+}
+
 TEST_CASE("forward: every kind is exercised", "[forward]") {
   for (const auto& info : layerKinds()) {
     bool covered = false;
