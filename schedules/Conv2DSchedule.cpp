@@ -114,13 +114,13 @@ Conv2DKnobs defaultConv2DKnobs(const Layer& layer, const Shape& input, const Hal
     knobs.vectorWidth = natural;
     setColumnTile(knobs, layer, accumulators);
   }
-  // Winograd where its GEMMs are long and full: at least 128 input and
-  // output channels, and a tile of at least half the accumulators (W1:
-  // 36 -> 27 ms in the prototype of bench/NOTES.md).
+  // Winograd where its GEMMs are long and full: at least 64 input and
+  // output channels, and a tile of at least half the accumulators (W1
+  // 37.8 -> 27.9 ms, W2a at batch 8 7.9 -> 6.1, ResNet-18 at batch 1 -5%).
   if (fitsWinograd(layer) && !knobs.vectorizeColumns) {
     int most = avx512 ? 16 : fma ? 8 : 4;
     knobs.winogradTiles = defaultWinogradTiles(layer, knobs.channelVectors, most, storesNchw);
-    knobs.winograd = inputChannels >= 128 && filters >= 128 &&
+    knobs.winograd = inputChannels >= 64 && filters >= 64 &&
                      knobs.channelVectors * knobs.winogradTiles * 2 >= most;
   }
   return knobs;

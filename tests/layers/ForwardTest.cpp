@@ -237,7 +237,7 @@ TEST_CASE("forward: Winograd convolutions match the reference", "[forward]") {
     int layer;         // the conv that runs by Winograd
     int64_t tiles;     // winograd_tiles, or 0: the default
     int64_t taskRows;  // task_rows, or -1: the default
-    bool byDefault;    // chosen without a schedule file (128 channels in and out)
+    bool byDefault;    // chosen without a schedule file (64 channels or more in and out)
   };
   const WinogradCase cases[] = {
       // the network's NCHW input, unpadded (read in place) and padded (stored per task)
