@@ -167,9 +167,11 @@ void applyKnobs(Conv2DKnobs& knobs, const std::vector<Attribute>& values, const 
   }
   // Whole tiles of 2x2 blocks along a row: the most that divide it.
   knobs.winograd = knobs.winograd && fitsWinograd(layer);
-  int64_t blocks = layer.outputShape.width() / 2;
-  knobs.winogradTiles = static_cast<int>(std::clamp<int64_t>(knobs.winogradTiles, 1, blocks));
-  while (blocks % knobs.winogradTiles != 0) --knobs.winogradTiles;
+  if (knobs.winograd) {
+    int64_t blocks = layer.outputShape.width() / 2;
+    knobs.winogradTiles = static_cast<int>(std::clamp<int64_t>(knobs.winogradTiles, 1, blocks));
+    while (blocks % knobs.winogradTiles != 0) --knobs.winogradTiles;
+  }
   knobs.vectorizeColumns = knobs.vectorizeColumns && columnVectorsFit(layer, knobs.vectorWidth);
   knobs.tileY = static_cast<int>(std::min<int64_t>(knobs.tileY, layer.outputShape.height()));
   if (knobs.vectorizeColumns) knobs.materializeInput = true;
