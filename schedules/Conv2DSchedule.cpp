@@ -244,6 +244,16 @@ void schedulePackedWeights(Func packed, const Layer& layer, int vec, bool parall
   if (elements >= (1 << 16) && parallel) packed.parallel(cio);
 }
 
+void scheduleStoredInputLayout(Func input, bool columnsInnermost, int vec) {
+  const auto& [c, x, y, n] = layerVars();
+  if (columnsInnermost)
+    input.reorder_storage(x, y, c, n)
+        .reorder(x, y, c, n)
+        .vectorize(x, vec, TailStrategy::GuardWithIf);
+  else
+    input.vectorize(c, std::min(vec, 8), TailStrategy::GuardWithIf);
+}
+
 void scheduleTransposedStores(Func out, Func apiOutput, const Var& tile, int vec) {
   const auto& [c, x, y, n] = layerVars();
   Func loads = out.in(apiOutput), transposed = loads.in(apiOutput);
@@ -283,12 +293,7 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
   bool inputPerTask =
       knobs.materializeInput && knobs.taskRows > 0 && runsInParallel(options, layer.forwardFlops);
   if (knobs.materializeInput) {
-    if (knobs.inputColumnsInnermost)
-      input.reorder_storage(x, y, c, n)
-          .reorder(x, y, c, n)
-          .vectorize(x, vec, TailStrategy::GuardWithIf);
-    else
-      input.vectorize(c, std::min<int>(vec, 8), TailStrategy::GuardWithIf);
+    scheduleStoredInputLayout(input, knobs.inputColumnsInnermost, vec);
     if (!inputPerTask) {
       input.compute_root();
       parallelRows(input, options, layer.forwardFlops, layer.outputShape.height());

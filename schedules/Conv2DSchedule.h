@@ -84,6 +84,9 @@ void scheduleConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs
 // (Conv2DWinogradSchedule.cpp).
 void scheduleWinogradConv2D(const Layer& layer, LoweredLayer& lowered, const Conv2DKnobs& knobs,
                             const ScheduleOptions& options, Halide::Func apiOutput);
+// A conv's stored input: vectors along its rows, stored in NCHW order
+// (`columnsInnermost`), or vectors of at most 8 channels innermost.
+void scheduleStoredInputLayout(Halide::Func input, bool columnsInnermost, int vec);
 // The register tile of `out` at loop `tile` of apiOutput (its NCHW
 // output), loaded as channel vectors and stored transposed in registers (a
 // vector of columns a channel: Halide's block_transpose idiom).

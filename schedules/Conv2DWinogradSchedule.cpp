@@ -129,12 +129,7 @@ void scheduleWinogradConv2D(const Layer& layer, LoweredLayer& lowered, const Con
   // A padded input is stored per task (a select per load otherwise), in
   // the layout it comes in.
   if (padded) {
-    if (columnsInnermost)
-      input.reorder_storage(x, y, c, n)
-          .reorder(x, y, c, n)
-          .vectorize(x, vec, TailStrategy::GuardWithIf);
-    else
-      input.vectorize(c, std::min(vec, 8), TailStrategy::GuardWithIf);
+    scheduleStoredInputLayout(input, columnsInnermost, vec);
     input.compute_at(tiles, taskLoop);
   }
 }

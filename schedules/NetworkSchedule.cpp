@@ -199,13 +199,14 @@ bool storesApiOutput(const Network& net, size_t i, const ScheduleOptions& option
 // Register tiles that the API's output can be split into: channel vectors
 // (not columns), whole channel tiles, no more columns or rows than it has.
 bool tilesApiOutput(const Conv2DKnobs& knobs, const Shape& shape) {
-  int columns = 2 * knobs.winogradTiles;
-  if (knobs.winograd)
-    return shape.channels() % (knobs.vectorWidth * knobs.channelVectors) == 0 &&
-           (columns & (columns - 1)) == 0 && columns <= knobs.vectorWidth;
-  return !knobs.vectorizeColumns &&
-         shape.channels() % (knobs.vectorWidth * knobs.channelVectors) == 0 &&
-         shape.width() >= knobs.tileX && shape.height() >= knobs.tileY;
+  bool wholeChannelTiles = shape.channels() % (knobs.vectorWidth * knobs.channelVectors) == 0;
+  if (knobs.winograd) {
+    // Columns a vector of the transpose: a power of two, at most a vector.
+    int columns = 2 * knobs.winogradTiles;
+    return wholeChannelTiles && (columns & (columns - 1)) == 0 && columns <= knobs.vectorWidth;
+  }
+  return !knobs.vectorizeColumns && wholeChannelTiles && shape.width() >= knobs.tileX &&
+         shape.height() >= knobs.tileY;
 }
 
 Conv2DKnobs conv2DKnobs(const Network& net, size_t i, const ScheduleOptions& options) {
